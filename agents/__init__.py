@@ -1,0 +1,16 @@
+"""Stream agents: thin faust agents around pure detectors and policy.
+
+Each module registers its agents on a faust app through `register(ctx)`; `REGISTRY` is the list
+of roles `vigil worker --agents ...` can run. Import direction: `streams` ← `models` ← `agents`.
+"""
+
+from __future__ import annotations
+
+from agents import decide, hashing, intake
+from agents.context import Agent
+
+REGISTRY: dict[str, Agent] = {
+    intake.NAME: intake,
+    hashing.NAME: hashing,
+    decide.NAME: decide,
+}

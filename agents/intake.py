@@ -1,0 +1,99 @@
+"""Intake: the one agent that reads every input, dead-letters what is unreadable, and opens a
+decision for every post and image.
+
+Detectors skip events they cannot decode; only intake dead-letters them, so each bad message is
+dead-lettered once, with its reason and original bytes. For each valid post/image intake emits an
+`intake` signal (keyed by content id) that starts the content's decision window in `decide`:
+that also moves the content onto the signals topic's partitioning, so `decide` sees every signal
+of one content on one partition without a separate repartition topic.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from agents.context import AgentContext, decode_events
+from streams.codec import encode
+from streams.deadletter import dead_letter
+from streams.events import CloudEvent, ImageData, PostData, SignalData
+from streams.topics import DEADLETTER, INPUT_TOPICS, SIGNALS, TopicSpec
+
+NAME = "intake"
+VERSION = "intake-1"
+
+
+def reason_class(reason: str) -> str:
+    """A bounded label for metrics from a free-text reason."""
+    if reason.startswith("not valid JSON"):
+        return "invalid_json"
+    if reason == "empty message value":
+        return "empty"
+    if "does not belong on" in reason:
+        return "wrong_type"
+    if "missing required field" in reason:
+        return "missing_field"
+    return "invalid_field"
+
+
+def intake_signal(event: CloudEvent[Any], received_ms: int) -> SignalData | None:
+    """The `intake` signal that opens a decision for a post or image (None for other events)."""
+    data = event.data
+    evidence = {
+        "event_id": event.id,
+        "source": event.source,
+        "received_ms": received_ms,
+        "event_time": event.time.isoformat() if event.time else None,
+    }
+    if isinstance(data, ImageData):
+        return SignalData(
+            detector=NAME, detector_version=VERSION, content_type="image",
+            content_id=data.image_id, post_id=data.post_id, thread_id=data.thread_id,
+            author_id=data.author.id, evidence=evidence,
+        )
+    if isinstance(data, PostData):
+        return SignalData(
+            detector=NAME, detector_version=VERSION, content_type="post",
+            content_id=data.post_id, post_id=data.post_id, thread_id=data.thread_id,
+            author_id=data.author.id, evidence=evidence,
+        )
+    return None
+
+
+def register(ctx: AgentContext) -> None:
+    """One faust agent per input topic (each its own stream, all in this app's group)."""
+    for spec in INPUT_TOPICS:
+        _register_topic(ctx, spec)
+
+
+def _register_topic(ctx: AgentContext, spec: TopicSpec) -> None:
+    metrics = ctx.metrics
+    batch_seconds = metrics.agent_batch_seconds.labels(f"intake:{spec.name}")
+
+    async def admit_events(stream: Any) -> None:
+        async for events in stream.take_events(ctx.settings.batch_size, ctx.settings.batch_within):
+            with batch_seconds.time():
+                received_ms = int(time.time() * 1000)
+                metrics.events_in.labels(spec.name).inc(len(events))
+                for raw, event, error in decode_events(spec, events):
+                    if error is not None:
+                        msg = raw.message
+                        metrics.deadletters.labels(spec.name, reason_class(error.reason)).inc()
+                        await ctx.send(DEADLETTER, *dead_letter(
+                            topic=spec.name, partition=msg.partition, offset=msg.offset,
+                            reason=error.reason, original=msg.value, key=msg.key,
+                        ))
+                        continue
+                    assert event is not None
+                    signal = intake_signal(event, received_ms)
+                    if signal is not None:
+                        await ctx.send(SIGNALS, *encode(
+                            SIGNALS, signal, source="vigil/intake",
+                            event_id=f"sig-intake-{signal.content_type}-{signal.content_id}",
+                        ))
+
+    admit_events.__name__ = admit_events.__qualname__ = (
+        f"admit_{spec.name.split('.')[1]}"
+    )
+    ctx.app.agent(ctx.topic(spec), name=f"vigil.intake.{admit_events.__name__}")(admit_events)
+

@@ -1,0 +1,102 @@
+"""The faust app factory: one app per role set, configured only from `Settings`."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+
+import faust
+
+from agents import REGISTRY
+from agents.context import AgentContext
+from agents.metrics import Metrics
+from streams.signing import Signer
+from vigil.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(RuntimeError):
+    """Settings that cannot work; the message says which setting and what to do."""
+
+
+def parse_agents(value: str | Sequence[str]) -> list[str]:
+    """`"hashing,decide"` → `["decide", "hashing"]`, checking every name."""
+    names = [n.strip() for n in value.split(",")] if isinstance(value, str) else list(value)
+    names = [n for n in names if n]
+    if not names:
+        raise ConfigError("no agents given; choose from: " + ", ".join(REGISTRY))
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise ConfigError(
+            f"unknown agent {', '.join(unknown)}; choose from: {', '.join(REGISTRY)}"
+        )
+    return sorted(set(names))
+
+
+def make_signer(settings: Settings) -> Signer:
+    """The signer for takedowns and verdicts; a dev key only when explicitly allowed."""
+    if settings.signing_key is not None:
+        return Signer(settings.signing_key_id, settings.signing_key.get_secret_value().encode())
+    if not settings.allow_dev_signing_key:
+        raise ConfigError(
+            "VIGIL_SIGNING_KEY is not set: takedowns and verdicts must be signed "
+            "(set VIGIL_SIGNING_KEY and VIGIL_SIGNING_KEY_ID)"
+        )
+    return Signer("dev-" + secrets.token_hex(4), dev_key(settings.data_dir))
+
+
+def dev_key(data_dir: Path) -> bytes:
+    """A random key kept in the data dir (demo only), so `vigil tail --verify` can check it."""
+    path = data_dir / "dev-signing-key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(secrets.token_hex(32).encode())
+        path.chmod(0o600)
+    return path.read_bytes().strip()
+
+
+def group_id(settings: Settings, agents: Sequence[str]) -> str:
+    """Consumer group (= faust app id) per role set.
+
+    Workers running the same roles share partitions (scale out); different role sets consume
+    every input independently (DESIGN §1: each detector has its own group).
+    """
+    roles = "all" if set(agents) == set(REGISTRY) else "+".join(sorted(agents))
+    return f"{settings.topic_prefix}{settings.app_id}-{roles}"
+
+
+def build_app(
+    settings: Settings, agents: Sequence[str], metrics: Metrics | None = None
+) -> tuple[faust.App, AgentContext]:
+    """Create the faust app for `agents` and register them; the broker must be known."""
+    if settings.broker is None:
+        raise ConfigError("no broker: set VIGIL_BROKER=kafka://host:port or use `vigil run`")
+    signer = make_signer(settings)
+    app = faust.App(
+        group_id(settings, agents),
+        broker=settings.broker,
+        store="memory://",
+        datadir=str(settings.data_dir / "faust"),
+        web_enabled=False,  # Vigil's own HTTP service (vigil.web) serves every endpoint
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=settings.consumer_max_fetch_size,
+        broker_max_poll_records=settings.broker_max_poll_records,
+        broker_session_timeout=settings.broker_session_timeout,
+        broker_rebalance_timeout=settings.broker_rebalance_timeout,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval,
+        # Tansu has no idempotent producer or transactions (DESIGN §1): at-least-once.
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+    )
+    ctx = AgentContext(
+        app=app, settings=settings, metrics=metrics or Metrics(), signer=signer
+    )
+    for name in agents:
+        REGISTRY[name].register(ctx)
+    return app, ctx
