@@ -13,6 +13,7 @@ from agents import REGISTRY
 from agents.context import AgentContext
 from agents.metrics import Metrics
 from streams.signing import Signer
+from vigil.faust_tuning import set_fetch_max_wait_ms
 from vigil.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ def build_app(
     if settings.broker is None:
         raise ConfigError("no broker: set VIGIL_BROKER=kafka://host:port or use `vigil run`")
     signer = make_signer(settings)
+    set_fetch_max_wait_ms(settings.consumer_fetch_max_wait_ms)
     app = faust.App(
         group_id(settings, agents),
         broker=settings.broker,

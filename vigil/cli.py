@@ -106,6 +106,7 @@ def _serve(settings: Settings, agents: list[str], *, demo: bool = False) -> None
     worker = faust.Worker(
         app, web_service, loglevel=settings.log_level, quiet=True, redirect_stdouts=False
     )
+    worker.spinner = None  # its terminal escapes mangle the demo's printout and log files
     try:
         worker.execute_from_commandline()
     finally:

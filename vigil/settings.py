@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     app_id: str = "vigil"
     log_level: Literal["debug", "info", "warn", "error", "crit"] = "warn"
     consumer_max_fetch_size: int = 8 * 1024 * 1024
+    consumer_fetch_max_wait_ms: int = Field(
+        default=50, ge=1, le=5000,
+        description="Longest a fetch waits for data (Tansu holds it this long: latency per hop)",
+    )
     broker_max_poll_records: int = 10_000
     broker_session_timeout: float = 6.0
     broker_rebalance_timeout: float = 6.0

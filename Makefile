@@ -1,0 +1,39 @@
+# Vigil — the two commands of the README, and the rest.
+#   make demo   the pipeline on an embedded broker with a synthetic forum and a scripted incident
+#   make test   the test suite (unit + integration through the real embedded broker)
+# Both create .venv and install Vigil into it first (Python >= 3.11 and make are all they need).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test unit integration lint schemas bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/vigil run --demo
+
+test: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -n 2 -q
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest -q tests/integration
+
+schemas: $(STAMP)
+	$(BIN)/python -m streams.jsonschema
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.passthrough
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

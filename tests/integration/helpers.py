@@ -1,0 +1,186 @@
+"""Helpers for integration tests: unique prefixes, a worker subprocess, produce and collect."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.topics import TopicSpec
+from vigil.broker import free_port
+
+SIGNING_KEY = "integration-test-secret"
+SIGNING_KEY_ID = "it-key-1"
+
+
+def unique_prefix() -> str:
+    """A topic prefix no other test uses (tests share one broker)."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+def cloud_event(type_: str, data: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": f"evt-{uuid.uuid4().hex}",
+        "source": "forum/test",
+        "type": type_,
+        "time": "2025-02-04T02:13:05Z",
+        "data": data,
+        **extra,
+    }
+
+
+def image_event(image_id: str, image: bytes, post_id: str = "p1") -> dict[str, Any]:
+    return cloud_event("forum.image.uploaded", {
+        "image_id": image_id, "post_id": post_id, "thread_id": "t1",
+        "author": {"id": "u1", "created_at": "2025-02-04T01:00:00Z"},
+        "content_type": "image/png", "data_b64": base64.b64encode(image).decode(),
+    })
+
+
+def post_event(post_id: str, body: str = "hello forum") -> dict[str, Any]:
+    return cloud_event("forum.post.created", {
+        "post_id": post_id, "thread_id": "t1", "author": {"id": "u1"}, "body": body,
+    })
+
+
+@dataclass
+class Worker:
+    """A `vigil` process under test, with its environment."""
+
+    proc: subprocess.Popen[bytes]
+    env: dict[str, str]
+    prefix: str
+    web_port: int
+    data_dir: Path
+    log_path: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.web_port}{path}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def vigil_env(broker_url: str | None, prefix: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env.update({
+        "VIGIL_TOPIC_PREFIX": prefix,
+        "VIGIL_DATA_DIR": str(data_dir),
+        "VIGIL_WEB_PORT": str(free_port()),
+        "VIGIL_SIGNING_KEY": SIGNING_KEY,
+        "VIGIL_SIGNING_KEY_ID": SIGNING_KEY_ID,
+        "VIGIL_TOPIC_PARTITIONS": "2",
+        "VIGIL_LOG_LEVEL": "warn",
+        **extra,
+    })
+    if broker_url:
+        env["VIGIL_BROKER"] = broker_url
+    return env
+
+
+def start_vigil(args: list[str], env: dict[str, str], data_dir: Path) -> Worker:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "worker.log"
+    with open(log_path, "wb") as out:
+        proc = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "vigil.cli", *args],
+            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    return Worker(proc, env, env["VIGIL_TOPIC_PREFIX"], int(env["VIGIL_WEB_PORT"]), data_dir,
+                  log_path)
+
+
+def http(method: str, url: str, body: bytes | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_ready(worker: Worker, timeout: float = 90.0) -> float:
+    """Poll /readyz until 200; return seconds waited. Fails with the worker's log."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if worker.proc.poll() is not None:
+            raise AssertionError(f"vigil exited with {worker.proc.returncode}:\n{worker.log()}")
+        try:
+            status, _ = http("GET", worker.url("/readyz"))
+            if status == 200:
+                return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"vigil not ready after {timeout} s:\n{worker.log()}")
+
+
+async def produce(bootstrap: str, topic: str, values: list[bytes],
+                  key: bytes | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for value in values]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def collect(
+    bootstrap: str,
+    topic: str,
+    until: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 60.0,
+) -> list[dict[str, Any]]:
+    """Read `topic` from the start until `until(events)` holds (events as parsed JSON).
+
+    Counts arrivals instead of trusting end offsets (Tansu's ListOffsets may trail).
+    """
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+        enable_auto_commit=False, group_id=None, fetch_max_wait_ms=50,
+    )
+    await consumer.start()
+    events: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not until(events):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out on {topic}; got {len(events)} events: "
+                                     f"{json.dumps(events)[:2000]}")
+            batch = await consumer.getmany(timeout_ms=200)
+            for messages in batch.values():
+                events.extend(json.loads(m.value) for m in messages)
+    finally:
+        await consumer.stop()
+    return events
+
+
+def topic(worker: Worker, spec: TopicSpec) -> str:
+    return spec.full_name(worker.prefix)
