@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from streams.events import (
+    Account,
     AlertData,
     Data,
     DeadLetterData,
@@ -196,9 +197,7 @@ def sample_data(spec: TopicSpec) -> Data:
     return samples[spec.name]
 
 
-def _account() -> Any:
-    from streams.events import Account
-
+def _account() -> Account:
     return Account(id="u-1", created_at=T0)
 
 
