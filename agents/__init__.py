@@ -9,6 +9,9 @@ from __future__ import annotations
 from agents import decide, hashing, intake
 from agents.context import Agent
 
+#: Roles that emit signed events (verdicts, takedowns) and so need VIGIL_SIGNING_KEY.
+SIGNING_ROLES: frozenset[str] = frozenset({"decide"})
+
 REGISTRY: dict[str, Agent] = {
     intake.NAME: intake,
     hashing.NAME: hashing,

@@ -45,7 +45,7 @@ class AgentContext:
     app: faust.App
     settings: AgentSettings
     metrics: Metrics
-    signer: Signer
+    signer: Signer | None  # only roles in `agents.SIGNING_ROLES` get one
     _topics: dict[str, faust.TopicT] = field(default_factory=dict)
 
     def topic(self, spec: TopicSpec) -> faust.TopicT:

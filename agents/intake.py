@@ -11,6 +11,7 @@ of one content on one partition without a separate repartition topic.
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 from agents.context import AgentContext, decode_events
@@ -36,14 +37,23 @@ def reason_class(reason: str) -> str:
     return "invalid_field"
 
 
-def intake_signal(event: CloudEvent[Any], received_ms: int) -> SignalData | None:
-    """The `intake` signal that opens a decision for a post or image (None for other events)."""
+def intake_signal(
+    event: CloudEvent[Any], received_ms: int, record_time: float | None = None
+) -> SignalData | None:
+    """The `intake` signal that opens a decision for a post or image (None for other events).
+
+    `event_time` is the event's `time`, else the Kafka record timestamp (`record_time`, epoch
+    seconds), so windows and staffed-hours rules give the same result when the input is replayed.
+    """
     data = event.data
+    when = event.time
+    if when is None and record_time:
+        when = datetime.fromtimestamp(record_time, timezone.utc)
     evidence = {
         "event_id": event.id,
         "source": event.source,
         "received_ms": received_ms,
-        "event_time": event.time.isoformat() if event.time else None,
+        "event_time": when.isoformat() if when else None,
     }
     if isinstance(data, ImageData):
         return SignalData(
@@ -85,7 +95,7 @@ def _register_topic(ctx: AgentContext, spec: TopicSpec) -> None:
                         ))
                         continue
                     assert event is not None
-                    signal = intake_signal(event, received_ms)
+                    signal = intake_signal(event, received_ms, raw.message.timestamp)
                     if signal is not None:
                         await ctx.send(SIGNALS, *encode(
                             SIGNALS, signal, source="vigil/intake",

@@ -93,6 +93,7 @@ def encode(
         source=source,
         type=spec.types[0],
         time=time or datetime.now(timezone.utc),
+        datacontenttype="application/json",
         data=data,
         sigkeyid=sigkeyid,
         signature=signature,

@@ -10,23 +10,31 @@ pydantic-settings instead (env + TOML sources), where speed does not matter.
 Rules that hold for every model here:
 - field names are the contract: never rename one; add optional fields only;
 - unknown extra fields are accepted and ignored (forums may send more than we read);
-- `data` models are `kw_only` and `omit_defaults` so optional fields that are unset do not
-  appear on the wire.
+- input models (what forums send) are lenient: optional fields may be absent;
+- output models (what Vigil emits) always carry every field, `null` when unknown, so a
+  consumer never has to know a default to read an event.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
 SPECVERSION = "1.0"
+
+#: RFC 3339 needs an offset: a naive time would be ambiguous and break event-time windows.
+Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 CONTENT_TYPE = "application/cloudevents+json"
 
 
 class Data(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Base of every `data` payload (kept small: it only fixes the struct options)."""
+
+
+class Output(Data, omit_defaults=False):
+    """Base of the payloads Vigil emits: every field is written, defaults included."""
 
 
 D = TypeVar("D", bound=Data)
@@ -46,8 +54,8 @@ class CloudEvent(msgspec.Struct, Generic[D], kw_only=True, omit_defaults=True):
     source: str
     type: str
     data: D
-    time: datetime | None = None
-    datacontenttype: str = "application/json"
+    time: Timestamp | None = None
+    datacontenttype: str | None = None
     subject: str | None = None
     sigkeyid: str | None = None
     signature: str | None = None
@@ -60,7 +68,7 @@ class Account(Data):
     """An author or reporter. `created_at` (account creation) drives every "young account" rule."""
 
     id: str
-    created_at: datetime | None = None
+    created_at: Timestamp | None = None
     is_staff: bool = False
 
 
@@ -73,7 +81,7 @@ class PostData(Data):
     body: str
     board: str | None = None
     image_ids: list[str] = []
-    created_at: datetime | None = None
+    created_at: Timestamp | None = None
 
 
 class ImageData(Data):
@@ -110,7 +118,7 @@ class ReportData(Data):
     reporter: Account
     thread_id: str | None = None
     reason: str | None = None
-    created_at: datetime | None = None
+    created_at: Timestamp | None = None
 
 
 class ReviewData(Data):
@@ -132,7 +140,7 @@ Action = Literal["hide", "hold_for_review", "block", "restore"]
 SignalStatus = Literal["match", "clear", "unchecked"]
 
 
-class SignalData(Data):
+class SignalData(Output):
     """`safety.signal` on `safety.signals.v1`: a detector's *fact* about one piece of content.
 
     Signals are not decisions; `decide` turns them into actions under the policy. Every detector
@@ -159,7 +167,7 @@ class SignalData(Data):
     evidence: dict[str, Any] = {}
 
 
-class Target(Data):
+class Target(Output):
     """What a takedown acts on."""
 
     type: Literal["post", "image", "account", "thread"]
@@ -169,7 +177,7 @@ class Target(Data):
     author_id: str | None = None
 
 
-class Reason(Data):
+class Reason(Output):
     """Why a decision was taken: which detector said what. Never carries a hash value."""
 
     detector: str
@@ -180,7 +188,7 @@ class Reason(Data):
     label: str | None = None
 
 
-class VerdictData(Data):
+class VerdictData(Output):
     """`safety.verdict` on `safety.verdicts.v1`: one per image and post, signed."""
 
     content_type: ContentType
@@ -194,7 +202,7 @@ class VerdictData(Data):
     latency_ms: float | None = None
 
 
-class TakedownData(Data):
+class TakedownData(Output):
     """`safety.takedown` on `safety.takedowns.v1`: a non-allow action, signed."""
 
     decision_id: str
@@ -203,10 +211,10 @@ class TakedownData(Data):
     reasons: list[Reason]
     severity: Severity = "medium"
     policy_version: str | None = None
-    decided_at: datetime | None = None
+    decided_at: Timestamp | None = None
 
 
-class AlertData(Data):
+class AlertData(Output):
     """`safety.alert` on `safety.alerts.v1`, keyed by `dedup_key` (one alert per incident)."""
 
     alert_id: str
@@ -215,14 +223,14 @@ class AlertData(Data):
     summary: str
     target: Target | None = None
     evidence: dict[str, Any] = {}
-    first_seen: datetime | None = None
-    last_seen: datetime | None = None
+    first_seen: Timestamp | None = None
+    last_seen: Timestamp | None = None
     count: int = 1
     dedup_key: str | None = None
     runbook_url: str | None = None
 
 
-class DeadLetterData(Data):
+class DeadLetterData(Output):
     """`safety.deadletter` on `safety.deadletter.v1`: an input Vigil could not read.
 
     `original` is the message value exactly as received (base64 on the wire), so nothing is lost

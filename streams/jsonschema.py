@@ -11,6 +11,8 @@ than in field types, so the schema accepts what `decode` accepts as closely as J
 - the event `type` is one of the topic's types (`TopicSpec.types`, checked by `decode`);
 - an image carries exactly one of `data_b64` / `url` (`ImageData.validate`), as a `oneOf`;
 - events on signed topics carry `sigkeyid` and a lowercase hex `signature` (`streams.signing`);
+- payloads Vigil emits write every field, `null` when unknown (structs with `omit_defaults`
+  off), so in their schemas every property is required: consumers can rely on it;
 - docstring indentation is removed from descriptions (readable, and stable across Pythons).
 
 Run `python -m streams.jsonschema` to (re)write the files, `python -m streams.jsonschema --check`
@@ -24,7 +26,8 @@ import argparse
 import inspect
 import json
 import sys
-from collections.abc import Sequence
+import typing
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,10 @@ def schema_for(spec: TopicSpec) -> dict[str, Any]:
         envelope["required"] = [*envelope["required"], "sigkeyid", "signature"]
         envelope["properties"]["sigkeyid"] = {"type": "string", "minLength": 1}
         envelope["properties"]["signature"] = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+    for cls in _structs(spec.model):
+        definition = defs.get(cls.__name__)
+        if definition is not None and not cls.__struct_config__.omit_defaults:
+            definition["required"] = sorted(definition.get("properties", {}))
     image = defs.get(ImageData.__name__)
     if image is not None:
         image["oneOf"] = _image_one_of()
@@ -71,6 +78,22 @@ def schema_for(spec: TopicSpec) -> dict[str, Any]:
         "$ref": root_ref,
         "$defs": defs,
     }
+
+
+def _structs(root: type[msgspec.Struct]) -> Iterator[type[msgspec.Struct]]:
+    """`root` and every struct type reachable through its fields (each once)."""
+    seen: set[type] = set()
+    todo: list[Any] = [root]
+    while todo:
+        tp = todo.pop()
+        if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+            if tp in seen:
+                continue
+            seen.add(tp)
+            yield tp
+            todo.extend(field.type for field in msgspec.structs.fields(tp))
+        else:
+            todo.extend(typing.get_args(tp))
 
 
 def _clean_descriptions(node: Any) -> None:

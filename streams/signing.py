@@ -50,7 +50,11 @@ def verify(event: Mapping[str, Any] | bytes | str, keys: Mapping[str, bytes | st
         return False
     if isinstance(secret, str):
         secret = secret.encode()
-    return hmac.compare_digest(sign(event["data"], secret), signature)
+    # Compare bytes: `compare_digest` raises on non-ASCII str, and a crafted event must not crash
+    # the verifier a forum runs on everything it receives.
+    return hmac.compare_digest(
+        sign(event["data"], secret).encode(), signature.encode("utf-8", "replace")
+    )
 
 
 class Signer:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import faust
 
-from agents import REGISTRY
+from agents import REGISTRY, SIGNING_ROLES
 from agents.context import AgentContext
 from agents.metrics import Metrics
 from streams.signing import Signer
@@ -75,7 +75,8 @@ def build_app(
     """Create the faust app for `agents` and register them; the broker must be known."""
     if settings.broker is None:
         raise ConfigError("no broker: set VIGIL_BROKER=kafka://host:port or use `vigil run`")
-    signer = make_signer(settings)
+    # Only roles that sign need the key: intake or hashing workers never hold it.
+    signer = make_signer(settings) if SIGNING_ROLES.intersection(agents) else None
     set_fetch_max_wait_ms(settings.consumer_fetch_max_wait_ms)
     app = faust.App(
         group_id(settings, agents),

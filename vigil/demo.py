@@ -196,6 +196,7 @@ def register(ctx: AgentContext, settings: Settings) -> None:
 
     secret = (settings.signing_key.get_secret_value().encode() if settings.signing_key
               else dev_key(settings.data_dir))
+    assert ctx.signer is not None, "the demo runs decide, which signs"
     keys = {ctx.signer.key_id: secret}
     counts: dict[str, int] = {}
 

@@ -114,8 +114,12 @@ class Settings(BaseSettings):
         return self.banks_dir if self.banks_dir is not None else self.data_dir / "banks"
 
     def with_changes(self, **changes: Any) -> Settings:
-        """A copy with some fields replaced (settings are frozen)."""
-        return self.model_copy(update=changes)
+        """A validated copy with some fields replaced (settings are frozen)."""
+        values = {
+            name: value.get_secret_value() if isinstance(value, SecretStr) else value
+            for name, value in self.model_dump().items()
+        }
+        return type(self).model_validate({**values, **changes})
 
     @classmethod
     def settings_customise_sources(
@@ -129,7 +133,11 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config = os.environ.get("VIGIL_CONFIG")
         if config:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config)))
+            path = Path(config)
+            if not path.is_file():
+                # A typo in the path must not silently start Vigil on defaults.
+                raise FileNotFoundError(2, "VIGIL_CONFIG names no readable file", str(path))
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
 
 

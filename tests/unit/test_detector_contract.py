@@ -63,8 +63,8 @@ def content_id_of(event: CloudEvent[Any]) -> str:
 @pytest.mark.parametrize("factory", list(FACTORIES.values()),
                          ids=[c.__qualname__ for c in FACTORIES])
 def test_detector_contract(factory: Callable[[], Any]) -> None:
-    detector = factory()
-    assert isinstance(detector, Detector) or hasattr(detector, "detect")
+    detector: Detector = factory()
+    assert callable(detector.detect) and callable(detector.examples)
     assert detector.signal_names and len(set(detector.signal_names)) == len(detector.signal_names)
     assert detector.version
     examples = list(detector.examples())

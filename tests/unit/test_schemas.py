@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from streams import jsonschema as schemas
 from streams.codec import decode, encode
 from streams.signing import Signer
-from streams.topics import ALL_TOPICS, IMAGES, INPUT_TOPICS, TopicSpec
+from streams.topics import ALL_TOPICS, BY_NAME, IMAGES, INPUT_TOPICS, TopicSpec
 
 from .factories import INPUT_EVENTS, T0, sample_data, without
 
@@ -67,7 +68,13 @@ def load(spec: TopicSpec) -> dict[str, Any]:
 
 
 def validator(spec: TopicSpec) -> jsonschema.protocols.Validator:
-    schema = load(spec)
+    return _validator(spec.name)
+
+
+@functools.cache
+def _validator(name: str) -> jsonschema.protocols.Validator:
+    """The committed schema's validator (checked against its meta-schema once)."""
+    schema = load(BY_NAME[name])
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     return cls(schema)
@@ -166,3 +173,16 @@ def test_input_topics_do_not_require_signatures() -> None:
     for spec in INPUT_TOPICS:
         assert "signature" not in load(spec)["$defs"][
             load(spec)["$ref"].rsplit("/", 1)[-1]]["required"]
+
+
+@pytest.mark.parametrize("spec", [t for t in ALL_TOPICS if not t.input], ids=lambda s: s.name)
+def test_output_schemas_require_every_data_field(spec: TopicSpec) -> None:
+    data_def = load(spec)["$defs"][spec.model.__name__]
+    assert sorted(data_def["required"]) == sorted(data_def["properties"])
+    assert sorted(data_def["properties"]) == sorted(spec.model.__struct_fields__)
+
+
+@pytest.mark.parametrize("spec", INPUT_TOPICS, ids=lambda s: s.name)
+def test_input_schemas_keep_optional_fields_optional(spec: TopicSpec) -> None:
+    data_def = load(spec)["$defs"][spec.model.__name__]
+    assert set(data_def["required"]) < set(data_def["properties"])

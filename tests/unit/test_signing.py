@@ -203,3 +203,9 @@ def test_signer_needs_key_and_secret_and_hides_the_secret() -> None:
         Signer("k", b"")
     signer = Signer("k1", SECRET_1)
     assert SECRET_1.decode() not in repr(signer) and "k1" in repr(signer)
+
+
+def test_non_ascii_signature_is_rejected_not_raised() -> None:
+    event = signed_event()
+    event["signature"] = "é" * 64
+    assert verify(event, KEYS) is False
