@@ -63,11 +63,10 @@ class AgentContext:
         return self._topics[name]
 
     async def send(self, spec: TopicSpec, key: bytes | None, value: bytes) -> None:
-        """Queue one record for `spec`; delivery is flushed before offsets commit (faust).
+        """Queue one record for `spec` (faust's `send` returns once it is queued, not delivered).
 
-        Not awaiting each delivery is what keeps agents near aiokafka's throughput (DESIGN §1:
-        awaiting every send caps at ≈ 4.8k/s); at-least-once still holds because faust flushes
-        the producer before it commits the offsets of the inputs that caused these records.
+        At-least-once still holds: faust flushes the producer before it commits the offsets of
+        the inputs that caused these records (bench/passthrough.py measures the send styles).
         """
         await self.topic(spec).send(key=key, value=value)
 

@@ -26,15 +26,18 @@ worker starts, so the measure is pure consume → produce. Each worker runs in i
 a plain aiokafka consumer in this (parent) process, assigned to all partitions without a group.
 Throughput is measured from the first to the last arrival on B; the records that came in the
 first fetch only mark the start and are left out of the rate (with fast cases a single fetch can
-hold thousands of records, which would otherwise inflate the rate). The time from spawning a
-worker to its first event on B is its start-up time; it includes the interpreter and imports
-(reported separately), and for faust it is dominated by the consumer-group join, which is what
-the default 60 s session/rebalance timeouts slow down on this broker (DESIGN §1). We count
-arrivals instead of reading end offsets because Tansu's ListOffsets(latest) may trail by a few
-records.
+hold thousands of records, which would otherwise inflate the rate). Each faust case runs once
+by default (`--repeat`), the ceiling three times (`--ceiling-repeat`: its window is under a
+second), and the best run is reported, since noise on a shared box only slows runs down. The
+time from spawning a worker to its first event on B is its start-up time; it includes the
+interpreter and imports (reported separately), and for faust it is dominated by the
+consumer-group join, which is what the default 60 s session/rebalance timeouts slow down on this
+broker (DESIGN §1). We count arrivals instead of reading end offsets because Tansu's
+ListOffsets(latest) may trail by a few records.
 
-What we found (2-core box, Tansu): the tuned settings and every send style move faust only
-≈ 1.1–1.4× above the baseline, while the aiokafka loop runs ≈ 13× above it. A profile of a
+What we found (2-core box, Tansu, 20 000 × 1 KB, 6 partitions): baseline ≈ 3.1–3.7k/s; tuned
+faust awaiting sends ≈ 1.0–1.2×, with `send_soon` or 512 KiB producer batches ≈ 1.5–1.7×; the
+aiokafka loop ≈ 17–21× (≈ 60k/s, but over a window of only ≈ 0.3 s). A profile of a
 tuned worker shows it CPU-bound in the event loop (≈ 4 loop iterations and ≈ 20 callbacks per
 event through conductor → stream → take → send), with produce requests of 1–2 records even
 with a 5 ms linger: faust's per-event machinery, not fetch sizes or the producer, is the
@@ -60,7 +63,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -157,6 +160,7 @@ class Result:
     startup: float | None  # worker spawn → first arrival on B
     stop: float | None  # SIGTERM → worker exit (faust shuts down gracefully)
     problem: str = ""
+    rates: tuple[float | None, ...] = ()  # every repetition's rate, when the case was repeated
 
 
 # --------------------------------------------------------------------------------------------
@@ -451,6 +455,10 @@ async def run_case(case: Case, bootstrap: str, args: argparse.Namespace, workdir
                     first, first_batch = stamp, arrived
                 last = stamp
                 count += arrived
+        if case.kind == "aiokafka" and not problem:
+            # The ceiling loop exits by itself once it has flushed; let it, rather than kill it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 10)
         stop_s = await stop_worker(proc)
         if problem:
             tail = log_path.read_text(errors="replace").splitlines()[-15:]
@@ -496,6 +504,8 @@ def print_report(
     for r in results:
         ratio = f"{r.rate / base_rate:.2f}x" if r.rate and base_rate else "-"
         note = r.case.note + (f"  [{r.problem}]" if r.problem else "")
+        if r.rates:
+            note += "  [best of " + "/".join(_fmt(x, ".0f") for x in r.rates) + "]"
         seconds, rate = _fmt(r.seconds, "8.2f"), _fmt(r.rate, "9.0f")
         print(f"{r.case.name:<26} {r.events:>7} {seconds:>8} {rate:>9} {ratio:>8}  {note}")
     print()
@@ -522,7 +532,14 @@ async def run_all(args: argparse.Namespace) -> None:
         imports = await import_seconds()
         with tempfile.TemporaryDirectory(prefix="vigil-bench-") as tmp:
             for case in cases:
-                results.append(await run_case(case, bootstrap, args, Path(tmp)))
+                # Noise on a shared 2-core box only ever slows a run down, so the best of a few
+                # runs is the fairer figure; the ceiling's window is < 1 s, so it gets more runs.
+                repeat = args.ceiling_repeat if case.kind == "aiokafka" else args.repeat
+                runs = [await run_case(case, bootstrap, args, Path(tmp)) for _ in range(repeat)]
+                best = max(runs, key=lambda r: r.rate or 0.0)
+                if repeat > 1:
+                    best = replace(best, rates=tuple(r.rate for r in runs))
+                results.append(best)
         rss = broker.rss_bytes() / MIB if broker else 0.0  # 0 with --bootstrap
         print_report(results, args, imports, f"broker RSS at the end: {rss:.0f} MiB")
     finally:
@@ -544,6 +561,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=float,
         default=60.0,
         help="give up on a worker with no event on B after this many seconds",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per faust case; the best is reported"
+    )
+    parser.add_argument(
+        "--ceiling-repeat", type=int, default=3, help="runs of the (short) ceiling case"
     )
     parser.add_argument("--cases", nargs="+", choices=list(CASES_BY_NAME), help="run only these")
     parser.add_argument("--bootstrap", help="use this broker (host:port), not an embedded one")

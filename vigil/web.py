@@ -68,6 +68,17 @@ def route(raw: bytes) -> tuple[Any, Any]:
     return spec, decode(spec, raw)
 
 
+def broker_memory_warning(rss_bytes: int, limit_mb: int) -> str | None:
+    """The warning to log when the embedded broker's memory passes `limit_mb`, else None."""
+    if rss_bytes <= limit_mb * 1024 * 1024:
+        return None
+    return (
+        f"embedded broker uses {rss_bytes // 2**20} MiB (> VIGIL_EMBEDDED_BROKER_MAX_RSS_MB="
+        f"{limit_mb}): it keeps every record in memory and never frees it; restart it (losing "
+        "its topics) or move to Apache Kafka with VIGIL_BROKER (see README)"
+    )
+
+
 class WebService(Service):
     """aiohttp server on `VIGIL_WEB_HOST:VIGIL_WEB_PORT`."""
 
@@ -115,14 +126,10 @@ class WebService(Service):
             return
         rss = self.broker.rss_bytes()
         self.ctx.metrics.broker_rss.set(rss)
-        limit = self.settings.embedded_broker_max_rss_mb * 1024 * 1024
-        if rss > limit and not self._rss_warned:
+        warning = broker_memory_warning(rss, self.settings.embedded_broker_max_rss_mb)
+        if warning and not self._rss_warned:
             self._rss_warned = True
-            log.warning(
-                "embedded broker uses %d MiB (> VIGIL_EMBEDDED_BROKER_MAX_RSS_MB=%d): it keeps "
-                "every record in memory; restart it or move to Apache Kafka (see README)",
-                rss // 2**20, self.settings.embedded_broker_max_rss_mb,
-            )
+            log.warning("%s", warning)
 
     # ------------------------------------------------------------------ handlers
 

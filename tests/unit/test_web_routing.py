@@ -83,3 +83,13 @@ def test_route_rejects_with_a_reason(body: bytes, needle: str) -> None:
     with pytest.raises(DecodeError) as info:
         route(body)
     assert needle in info.value.reason
+
+
+def test_broker_memory_warning_only_past_the_bound() -> None:
+    from vigil.web import broker_memory_warning
+
+    assert broker_memory_warning(100 * 2**20, 2048) is None
+    assert broker_memory_warning(2048 * 2**20, 2048) is None
+    message = broker_memory_warning(3000 * 2**20, 2048)
+    assert message is not None
+    assert "3000 MiB" in message and "VIGIL_EMBEDDED_BROKER_MAX_RSS_MB=2048" in message
