@@ -21,6 +21,10 @@ COPY agents/ agents/
 COPY vigil/ vigil/
 RUN pip wheel --wheel-dir /wheels . \
  && pip install --no-index --find-links /wheels vigil
+# Model files that are converted at install time (never downloaded, never at run time), into the
+# installed package that the final stage copies (models/build.py).
+# (From / so that `models` is the installed package, not the source copy in /src.)
+RUN cd / && python -m models.build
 
 # ---- final: the venv only, run as an unprivileged user
 FROM python:3.11-slim

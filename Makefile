@@ -8,12 +8,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint schemas bench clean
+.PHONY: demo test unit integration lint schemas dashboards bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python -m models.build   # ONNX text model from the installed sklearn one (no download)
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -31,6 +32,10 @@ integration: $(STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/python -m streams.jsonschema
+
+# Grafana dashboards are generated (deploy/grafana/dashboards.py); commit the JSON it writes.
+dashboards: $(STAMP)
+	$(BIN)/python deploy/grafana/dashboards.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.passthrough

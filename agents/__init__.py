@@ -6,7 +6,7 @@ of roles `vigil worker --agents ...` can run. Import direction: `streams` ← `m
 
 from __future__ import annotations
 
-from agents import decide, hashing, intake
+from agents import burst, classify, decide, forum_webhook, hashing, intake, notify
 from agents.context import Agent
 
 #: Roles that emit signed events (verdicts, takedowns) and so need VIGIL_SIGNING_KEY.
@@ -15,5 +15,9 @@ SIGNING_ROLES: frozenset[str] = frozenset({"decide"})
 REGISTRY: dict[str, Agent] = {
     intake.NAME: intake,
     hashing.NAME: hashing,
+    classify.NAME: classify,
     decide.NAME: decide,
+    notify.NAME: notify,
+    burst.NAME: burst,
+    forum_webhook.NAME: forum_webhook,
 }

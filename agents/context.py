@@ -6,12 +6,19 @@ settings class; `AgentSettings` is the part of it they read, as a protocol.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Protocol
 
 import faust
+from aiokafka.errors import KafkaError, KafkaTimeoutError
+from faust.exceptions import ProducerSendError
 from faust.types import EventT
 
 from agents.metrics import Metrics
@@ -19,6 +26,10 @@ from streams.codec import DecodeError, decode
 from streams.events import CloudEvent
 from streams.signing import Signer
 from streams.topics import TopicSpec
+
+log = logging.getLogger(__name__)
+_RETRY_FIRST_S = 0.2  # back-off before re-sending records whose delivery failed, doubling…
+_RETRY_MAX_S = 5.0  # …up to this
 
 
 class AgentSettings(Protocol):
@@ -47,6 +58,8 @@ class AgentContext:
     metrics: Metrics
     signer: Signer | None  # only roles in `agents.SIGNING_ROLES` get one
     _topics: dict[str, faust.TopicT] = field(default_factory=dict)
+    _names: dict[str, str] = field(default_factory=dict)  # spec name → full name
+    _sent_children: dict[str, Any] = field(default_factory=dict)  # topic → metric child
 
     def topic(self, spec: TopicSpec) -> faust.TopicT:
         """The faust topic for `spec` (raw bytes in and out: `streams.codec` does the rest)."""
@@ -62,13 +75,157 @@ class AgentContext:
             )
         return self._topics[name]
 
-    async def send(self, spec: TopicSpec, key: bytes | None, value: bytes) -> None:
-        """Queue one record for `spec` (faust's `send` returns once it is queued, not delivered).
+    def topic_name(self, spec: TopicSpec) -> str:
+        """`spec`'s topic name under this deployment's prefix."""
+        name = self._names.get(spec.name)
+        if name is None:
+            name = self._names[spec.name] = spec.full_name(self.settings.topic_prefix)
+        return name
 
-        At-least-once still holds: faust flushes the producer before it commits the offsets of
-        the inputs that caused these records (bench/passthrough.py measures the send styles).
+    async def send(self, spec: TopicSpec, key: bytes | None, value: bytes) -> None:
+        """Queue one record for `spec`; returns once it is queued, not delivered.
+
+        At-least-once still holds: faust flushes its producer before it commits the offsets of
+        the inputs that caused these records. The record goes straight to faust's producer
+        (not through `Topic.send`, whose per-record futures, callbacks and sensors cost more
+        than the send itself); a delivery that fails is logged and counted like faust does.
+        Hot paths use `outbox()` instead, which also waits for delivery once per batch.
         """
-        await self.topic(spec).send(key=key, value=value)
+        producer = await self.app.maybe_start_producer()
+        name = self.topic_name(spec)
+        future = await producer.send(name, key, value, None, None, None)
+        future.add_done_callback(self._sent)
+        self._sent_child(name).inc()
+
+    def _sent(self, future: asyncio.Future[Any]) -> None:
+        faust_metrics = self.metrics.faust_metrics()
+        if future.cancelled() or future.exception() is not None:
+            faust_metrics.total_error_messages_sent.inc()
+            log.error("record not delivered: %r",
+                      None if future.cancelled() else future.exception())
+        else:
+            faust_metrics.total_sent_messages.inc()
+
+    def _sent_child(self, topic: str) -> Any:
+        child = self._sent_children.get(topic)
+        if child is None:
+            child = self._sent_children[topic] = (
+                self.metrics.faust_metrics().topic_messages_sent.labels(topic=f"topic.{topic}"))
+        return child
+
+    def outbox(self) -> Outbox:
+        """A batch of output records, delivered together (see `Outbox`)::
+
+            async for events in stream.take_events(...):
+                async with ctx.outbox() as out:
+                    for ...:
+                        out.add(SIGNALS, *encode(...))
+                # every record is delivered here, before take_events acks the inputs
+        """
+        return Outbox(self)
+
+
+class Outbox:
+    """Output records of one input batch, sent together and awaited once: the agents' hot path.
+
+    `add` only collects (no I/O, no await). `flush` (or leaving `async with`) hands every record
+    to faust's producer in one go — aiokafka then packs them into a few large produce requests
+    instead of one or two records per request — and returns once *every* record is delivered
+    (acks from the broker). Records whose delivery fails with a retriable error (broker down,
+    leader moving, request timeout) are sent again with back-off until they are delivered, so an
+    agent that flushes before it takes its next batch never lets faust commit the offset of an
+    input whose outputs are not on the broker: at-least-once, without per-record awaits.
+
+    faust's `Topic.send` machinery (futures, callbacks, sensors per record) is bypassed; the
+    `faust_topic_messages_sent_total` and send-latency metrics are kept up per flush.
+    """
+
+    __slots__ = ("_ctx", "_records")
+
+    def __init__(self, ctx: AgentContext) -> None:
+        self._ctx = ctx
+        self._records: list[tuple[str, bytes | None, bytes]] = []
+
+    def add(self, spec: TopicSpec, key: bytes | None, value: bytes) -> None:
+        """Collect one record for `spec` (sent by `flush`)."""
+        self._records.append((self._ctx.topic_name(spec), key, value))
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    async def __aenter__(self) -> Outbox:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        # On an error too: what the batch produced before it failed is still delivered (as
+        # per-record sends did), then the error propagates.
+        if exc_type is None or issubclass(exc_type, Exception):
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Send every collected record and wait until all are delivered (retrying failures)."""
+        records, self._records = self._records, []
+        delay = _RETRY_FIRST_S
+        while records:
+            failed, error = await self._send(records)
+            if not failed:
+                return
+            log.warning("%d of %d records not delivered (%r); sending them again in %.1f s",
+                        len(failed), len(records), error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX_S)
+            records = failed
+
+    async def _send(self, records: list[tuple[str, bytes | None, bytes]]
+                    ) -> tuple[list[tuple[str, bytes | None, bytes]], BaseException | None]:
+        """One attempt: (records not delivered, one of their errors)."""
+        started = time.monotonic()
+        # Queueing only suspends when aiokafka's buffer is full or metadata is missing. It runs
+        # shielded: a worker stopping mid-batch still hands every record to the producer, which
+        # faust flushes before it commits the offsets this batch acks.
+        futures, queue_error = await asyncio.shield(self._queue(records))
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for res in results:
+            if isinstance(res, BaseException) and not _retriable(res):
+                raise res
+        failed = [rec for rec, res in zip(records, results, strict=False)
+                  if isinstance(res, BaseException)]
+        failed.extend(records[len(futures):])  # not queued (retriable queueing error)
+        error = next((r for r in results if isinstance(r, BaseException)), queue_error)
+        self._count(records, len(records) - len(failed), time.monotonic() - started)
+        return failed, error
+
+    async def _queue(self, records: list[tuple[str, bytes | None, bytes]]
+                     ) -> tuple[list[Any], BaseException | None]:
+        """Hand `records` to faust's producer: (delivery futures, error that stopped it)."""
+        producer = await self._ctx.app.maybe_start_producer()
+        futures: list[Any] = []
+        try:
+            for topic, key, value in records:
+                futures.append(await producer.send(topic, key, value, None, None, None))
+        except ProducerSendError as exc:
+            # A full buffer or missing metadata (broker unreachable) is worth retrying;
+            # anything else (e.g. a record over the size limit) will never be delivered.
+            if not _retriable(exc.__cause__):
+                raise
+            return futures, exc
+        return futures, None
+
+    def _count(self, records: list[tuple[str, bytes | None, bytes]], delivered: int,
+               seconds: float) -> None:
+        faust_metrics = self._ctx.metrics.faust_metrics()
+        for topic, n in Counter(topic for topic, _, _ in records).items():
+            self._ctx._sent_child(topic).inc(n)  # noqa: SLF001 - the context's own cache
+        faust_metrics.total_sent_messages.inc(delivered)
+        if delivered < len(records):
+            faust_metrics.total_error_messages_sent.inc(len(records) - delivered)
+        faust_metrics.producer_send_latency.observe(seconds * 1000)  # once per flush
+
+
+def _retriable(exc: BaseException | None) -> bool:
+    return isinstance(exc, KafkaTimeoutError) or (
+        isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False)))
 
 
 class Agent(Protocol):

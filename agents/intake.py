@@ -81,26 +81,30 @@ def _register_topic(ctx: AgentContext, spec: TopicSpec) -> None:
     batch_seconds = metrics.agent_batch_seconds.labels(f"intake:{spec.name}")
 
     async def admit_events(stream: Any) -> None:
+        # One outbox per batch: signals and dead letters are delivered before take_events acks
+        # the batch's inputs (at-least-once), in a few produce requests instead of one each.
         async for events in stream.take_events(ctx.settings.batch_size, ctx.settings.batch_within):
             with batch_seconds.time():
-                received_ms = int(time.time() * 1000)
-                metrics.events_in.labels(spec.name).inc(len(events))
-                for raw, event, error in decode_events(spec, events):
-                    if error is not None:
-                        msg = raw.message
-                        metrics.deadletters.labels(spec.name, reason_class(error.reason)).inc()
-                        await ctx.send(DEADLETTER, *dead_letter(
-                            topic=spec.name, partition=msg.partition, offset=msg.offset,
-                            reason=error.reason, original=msg.value, key=msg.key,
-                        ))
-                        continue
-                    assert event is not None
-                    signal = intake_signal(event, received_ms, raw.message.timestamp)
-                    if signal is not None:
-                        await ctx.send(SIGNALS, *encode(
-                            SIGNALS, signal, source="vigil/intake",
-                            event_id=f"sig-intake-{signal.content_type}-{signal.content_id}",
-                        ))
+                async with ctx.outbox() as out:
+                    received_ms = int(time.time() * 1000)
+                    metrics.events_in.labels(spec.name).inc(len(events))
+                    for raw, event, error in decode_events(spec, events):
+                        if error is not None:
+                            msg = raw.message
+                            metrics.deadletters.labels(spec.name,
+                                                       reason_class(error.reason)).inc()
+                            out.add(DEADLETTER, *dead_letter(
+                                topic=spec.name, partition=msg.partition, offset=msg.offset,
+                                reason=error.reason, original=msg.value, key=msg.key,
+                            ))
+                            continue
+                        assert event is not None
+                        signal = intake_signal(event, received_ms, raw.message.timestamp)
+                        if signal is not None:
+                            out.add(SIGNALS, *encode(
+                                SIGNALS, signal, source="vigil/intake",
+                                event_id=f"sig-intake-{signal.content_type}-{signal.content_id}",
+                            ))
 
     admit_events.__name__ = admit_events.__qualname__ = (
         f"admit_{spec.name.split('.')[1]}"

@@ -20,6 +20,9 @@ import pydantic
 
 from agents import REGISTRY
 from agents.banks import BankError, import_bank
+from agents.detectors.text_rules import RulesError
+from agents.policy import PolicyError, load_policy
+from models import ModelError
 from streams.codec import DecodeError
 from streams.signing import verify
 from streams.topics import BY_NAME
@@ -46,7 +49,7 @@ def user_errors() -> Iterator[None]:
         first = exc.errors()[0]
         field = "VIGIL_" + str(first["loc"][0]).upper() if first.get("loc") else "settings"
         fail(f"{field}: {first['msg']}")
-    except (ConfigError, BrokerError, BankError) as exc:
+    except (ConfigError, BrokerError, BankError, PolicyError, ModelError, RulesError) as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
@@ -259,6 +262,94 @@ def banks_import(file: Path) -> None:
     with user_errors():
         rows = import_bank(file, settings.banks_path)
     click.echo(f"imported {rows} hash(es) from {file.name} into {settings.banks_path}")
+
+
+@banks.command("tune")
+@click.argument("images", required=False, type=click.Path(exists=True, file_okay=False,
+                                                           path_type=Path))
+@click.option("--precision", default=0.99, show_default=True, type=click.FloatRange(0, 1),
+              help="Target precision (true pairs / all pairs within the threshold).")
+@click.option("--synthetic", default=0, type=click.IntRange(0, 1000),
+              help="Also use this many Pillow-drawn images (no folder needed).")
+@click.option("--hash", "schemes", multiple=True,
+              help="Hash types to measure (default: all; pdq, pdq+trim, pdq-centre, phash, "
+                   "dhash).")
+@click.option("--transform", "transforms", multiple=True,
+              help="Transforms to apply (default: all).")
+def banks_tune(images: Path | None, precision: float, synthetic: int,
+               schemes: tuple[str, ...], transforms: tuple[str, ...]) -> None:
+    """Recall at a target precision per hash type and transform, for a folder of IMAGES:
+    the evidence for per-bank thresholds (docs/hashing.md)."""
+    from PIL import Image
+
+    from agents.imaging import ImageRejected, decode
+    from agents.tune import SCHEMES, TRANSFORMS, format_report, synthetic_images, tune
+
+    with user_errors():
+        unknown = [n for n in schemes if n not in SCHEMES] + [
+            n for n in transforms if n not in TRANSFORMS]
+        if unknown:
+            fail(f"unknown hash type or transform: {', '.join(unknown)} (hash types: "
+                 f"{', '.join(SCHEMES)}; transforms: {', '.join(TRANSFORMS)})")
+        originals: list[Image.Image] = synthetic_images(synthetic) if synthetic else []
+        for path in sorted(images.iterdir()) if images else []:
+            if not path.is_file():
+                continue
+            try:
+                originals.append(decode(path.read_bytes()).frames[0])
+            except (ImageRejected, OSError) as exc:
+                click.echo(f"skipped {path.name}: {exc}", err=True)
+        if len(originals) < 2:
+            fail("need at least 2 images (a folder of images, or --synthetic N)")
+        rows = tune(originals, precision=precision, schemes=schemes or tuple(SCHEMES),
+                    transforms=transforms or tuple(TRANSFORMS))
+    click.echo(format_report(rows, precision))
+
+
+@main.group()
+def policy() -> None:
+    """Check policy files (VIGIL_POLICY; hot-reloaded by decide and notify)."""
+
+
+@policy.command("check")
+@click.argument("file", type=click.Path(path_type=Path))
+def policy_check(file: Path) -> None:
+    """Validate a policy FILE: prints its version, or the error with its line."""
+    with user_errors():
+        loaded = load_policy(file)
+    rules = ", ".join(f"{r.name}{' (shadow)' if r.mode == 'shadow' else ''}"
+                      for r in loaded.rules)
+    click.echo(f"ok: {file} policy_version={loaded.version} rules: {rules or 'none'}")
+
+
+@main.group()
+def console() -> None:
+    """Manage moderator console accounts (docs/console.md)."""
+
+
+@console.command("add-user")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["volunteer", "moderator", "admin"]),
+              default="moderator", show_default=True)
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from the first line of stdin (scripts); else prompt.")
+def console_add_user(name: str, role: str, password_stdin: bool) -> None:
+    """Create or update console user NAME (password hashed with scrypt, never echoed)."""
+    from vigil.console.auth import AuthError, Users
+
+    settings = _settings()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 10:
+        fail("the password needs at least 10 characters")
+    path = settings.console_users_file or settings.data_dir / "console-users.json"
+    try:
+        Users(path).add(name, role, password)
+    except AuthError as exc:
+        fail(str(exc))
+    click.echo(f"console user {name} ({role}) saved in {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

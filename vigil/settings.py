@@ -48,11 +48,72 @@ class Settings(BaseSettings):
     web_port: int = Field(default=8080, ge=0, le=65535)
     web_host: str = "127.0.0.1"
     ingest_max_bytes: int = Field(default=1_048_576, ge=1024, description="Largest POST body")
+    ingest_tokens: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated bearer tokens POST /v1/events accepts (several: rotation); "
+        "unset = ingest open to whoever reaches the port",
+    )
 
     # --- state and banks
     data_dir: Path = Path("var")
     banks_dir: Path | None = Field(default=None, description="Default: <data_dir>/banks")
     banks_reload_seconds: float = Field(default=2.0, gt=0)
+    hash_retro_horizon_hours: float = Field(
+        default=72.0, ge=0, description="Recent images kept for retroactive bank matching"
+    )
+    hash_retro_max_images: int = Field(
+        default=200_000, ge=0, description="At most this many recent images kept (0: off)"
+    )
+    bank_flood_window_seconds: float = Field(
+        default=3600.0, gt=0, description="Window in which a bank entry's matches are counted"
+    )
+    bank_flood_min_images: int = Field(
+        default=20, ge=1, description="Distinct images an entry must match to be quarantined"
+    )
+    bank_flood_factor: float = Field(
+        default=10.0, ge=1, description="... and this many times its own baseline per window"
+    )
+    bank_flood_quarantine_hours: float = Field(
+        default=24.0, gt=0, description="How long a flooding bank entry stays quarantined"
+    )
+
+    # --- images (hashing role: safe decoding and URL fetching; see docs/hashing.md)
+    image_max_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1024,
+        description="Largest image (inline or fetched) that is decoded; larger → unchecked (held)",
+    )
+    image_max_pixels: int = Field(
+        default=50_000_000, ge=1,
+        description="Largest width×height decoded (checked from the header, before decoding: "
+        "decompression bombs); over it → unchecked (held)",
+    )
+    image_max_frames: int = Field(
+        default=8, ge=1, description="Frames of an animated GIF/WebP/APNG that are hashed"
+    )
+    image_hash_max_side: int = Field(
+        default=600, ge=0,
+        description="Frames are shrunk to this longest side before perceptual hashing (0 = off)",
+    )
+    image_url_allowlist: str = Field(
+        default="",
+        description="Comma-separated hosts URL images are fetched from (`.example.com` = domain "
+        "and subdomains); empty = URL images are not fetched (unchecked → held)",
+    )
+    image_url_allow_http: bool = Field(
+        default=False, description="Also fetch plain-http URLs from allow-listed hosts"
+    )
+    image_fetch_timeout: float = Field(
+        default=10.0, gt=0, description="Total seconds for one URL image fetch"
+    )
+    image_fetch_connect_timeout: float = Field(
+        default=3.0, gt=0, description="Seconds to connect for one URL image fetch"
+    )
+    image_fetch_max_redirects: int = Field(
+        default=3, ge=0, description="Same-host redirects followed per URL image"
+    )
+    image_fetch_concurrency: int = Field(
+        default=16, ge=1, description="URL image fetches in flight per hashing worker"
+    )
     policy: Path | None = None
 
     # --- signing
@@ -69,10 +130,35 @@ class Settings(BaseSettings):
     pagerduty_routing_key: SecretStr | None = None
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+    forum_webhook_url: str | None = Field(
+        default=None,
+        description="Role forum_webhook POSTs every verdict and takedown here (unset: idle)",
+    )
+    forum_webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC key of the forum webhook's X-Vigil-Signature header"
+    )
 
     # --- decisions
     decide_deadline_ms: int = Field(
         default=5000, ge=10, description="How long decide waits for required detectors"
+    )
+    policy_reload_seconds: float = Field(
+        default=2.0, gt=0, description="How often decide/notify check the policy file's mtime"
+    )
+
+    # --- notify (pager delivery; see docs/paging.md)
+    notify_retry_initial_seconds: float = Field(
+        default=0.5, gt=0, description="First retry delay of a failed alert delivery"
+    )
+    notify_retry_max_seconds: float = Field(
+        default=30.0, gt=0, description="Longest delay between delivery retries (backoff cap)"
+    )
+    notify_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of one delivery request"
+    )
+    notify_max_rejected_attempts: int = Field(
+        default=5, ge=1,
+        description="Attempts before an alert a destination rejects (4xx) is given up",
     )
 
     # --- faust tuning (DESIGN §1: defaults leave 10× throughput and 25 s of start-up unused)
@@ -89,6 +175,95 @@ class Settings(BaseSettings):
     broker_heartbeat_interval: float = 1.0
     batch_size: int = Field(default=500, ge=1, description="Events per agent batch")
     batch_within: float = Field(default=0.05, gt=0, description="Max seconds to fill a batch")
+
+    # --- classification (role `classify`, models/; numbers behind the defaults: docs/models.md)
+    models_dir: Path | None = Field(
+        default=None,
+        description="Model files built at install time by `python -m models.build`; "
+        "default: models/build inside the installed package",
+    )
+    model_intra_op_threads: int = Field(
+        default=1, ge=1, description="onnxruntime threads inside one inference call"
+    )
+    model_inter_op_threads: int = Field(
+        default=1, ge=1, description="onnxruntime threads across graph nodes (sequential graphs)"
+    )
+    model_graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
+        default="all", description="onnxruntime graph optimisation level"
+    )
+    classify_threads: int = Field(
+        default=0, ge=0, description="Inference threads of the classify role; 0 = one per CPU"
+    )
+    classify_batch_size: int = Field(
+        default=32, ge=1, description="Events per classify batch (split across the threads)"
+    )
+    classify_batch_within: float = Field(
+        default=0.02, gt=0, description="Max seconds to fill a classify batch"
+    )
+    classify_inflight: int = Field(
+        default=2, ge=1,
+        description="Batches per input topic being classified at once (back-pressure bound)",
+    )
+    text_rules: Path | None = Field(
+        default=None, description="TOML file of per-board text rules (hot-reloaded)"
+    )
+    text_rules_reload_seconds: float = Field(
+        default=2.0, gt=0, description="How often the classify role checks the text rules file"
+    )
+
+    # --- moderator console (/console/) and public /status (docs/console.md)
+    console_enabled: bool = Field(
+        default=True,
+        description="Serve the console and /status and run its feed consumer in this process "
+        "(turn off on detector-only workers)",
+    )
+    console_users_file: Path | None = Field(
+        default=None, description="Console accounts (JSON); default <data_dir>/console-users.json"
+    )
+    console_session_secret: SecretStr | None = Field(
+        default=None, description="Signs session cookies; default: random, kept in the data dir"
+    )
+    console_session_secret_file: Path | None = Field(
+        default=None, description="File holding the session secret (instead of the variable)"
+    )
+    console_session_ttl_minutes: float = Field(
+        default=720, gt=0, description="A console login expires after this long"
+    )
+    console_cookie_secure: bool = Field(
+        default=False, description="Mark the session cookie Secure (set it behind HTTPS)"
+    )
+    console_claim_minutes: float = Field(
+        default=15, gt=0, description="How long a moderator's claim on an item lasts"
+    )
+    console_sla_minutes: float = Field(
+        default=60, gt=0, description="Queue items older than this are flagged overdue"
+    )
+    console_unblur_minutes: float = Field(
+        default=5, gt=0, description="How long one un-blur grant lasts"
+    )
+    console_volunteers_can_unblur: bool = Field(
+        default=False, description="Let the volunteer role un-blur thumbnails (moderators can)"
+    )
+    console_login_max_failures: int = Field(
+        default=10, ge=1, description="Failed logins per address or user per 15 minutes"
+    )
+    console_on_call: str = Field(
+        default="", description="Who is on call in staffed hours (shown in the console banner)"
+    )
+    console_on_call_unstaffed: str = Field(
+        default="", description="Who is on call outside staffed hours (empty: nobody)"
+    )
+    console_support_links: dict[str, str] = Field(
+        default_factory=dict,
+        description="Support links on /status for people who saw harmful material: label → URL "
+        "(env: JSON object)",
+    )
+    console_status_guidance: str = Field(
+        default="Report anything that breaks the rules with the forum's Report button, at any "
+        "hour: reports are checked automatically at once, and a person reviews them. Do not "
+        "download, share or re-post illegal images, not even to warn others.",
+        description="Reporting guidance shown on /status (e.g. what to do at night)",
+    )
 
     @field_validator("broker")
     @classmethod

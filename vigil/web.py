@@ -7,6 +7,7 @@ process is, while `/readyz` only turns 200 once the broker answers and agents ho
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from typing import Any
 
@@ -18,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from agents.context import AgentContext
 from streams.codec import DecodeError, decode
 from streams.topics import BY_TYPE
+from vigil import console
 from vigil.broker import EmbeddedBroker
 from vigil.settings import Settings
 
@@ -103,6 +105,7 @@ class WebService(Service):
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)
+        console.mount(app, self.settings, self.ctx)  # /console/ and /status (docs/console.md)
         return app
 
     async def on_start(self) -> None:
@@ -159,10 +162,27 @@ class WebService(Service):
         body = generate_latest(self.ctx.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    def ingest_authorized(self, header: str) -> bool:
+        """True when ingest is open, or `header` is `Bearer <one of VIGIL_INGEST_TOKENS>`."""
+        if self.settings.ingest_tokens is None:
+            return True
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        presented = token.strip().encode()
+        # Check every token (no early exit) in constant time per comparison.
+        return any([
+            hmac.compare_digest(presented, accepted.strip().encode())
+            for accepted in self.settings.ingest_tokens.get_secret_value().split(",")
+            if accepted.strip()
+        ])
+
     async def ingest(self, request: web.Request) -> web.Response:
         """`POST /v1/events`: validate every event, produce all or none, answer with ids."""
         metrics = self.ctx.metrics
         try:
+            if not self.ingest_authorized(request.headers.get("Authorization", "")):
+                raise IngestError(401, {"error": "missing or wrong bearer token"})
             if (request.content_length or 0) > self.settings.ingest_max_bytes:
                 raise IngestError(413, {"error": "request body too large",
                                         "limit_bytes": self.settings.ingest_max_bytes})

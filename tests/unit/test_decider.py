@@ -1,12 +1,25 @@
-"""agents.decide.Decider: the join state of the decide agent, driven with explicit `now`."""
+"""agents.decide.Decider: the join state of the decide agent, driven with explicit `now`;
+reviews; and the events a decision turns into."""
 
 from __future__ import annotations
 
-from agents.decide import Decider, Pending
+import dataclasses
+import functools
+from datetime import datetime, timezone
+
+from agents.decide import Decider, Pending, decision_outputs, review_outputs
+from agents.policy import load_default_policy, review_decision_id
+from streams.events import AlertData, ReviewData, SignalData, TakedownData, VerdictData
+from streams.topics import ALERTS, SIGNALS, TAKEDOWNS, VERDICTS
 
 from .factories import match_signal, signal
 
 DEADLINE = 5.0
+#: The default rules with the exact hashes required (these tests predate other detectors).
+POLICY = dataclasses.replace(load_default_policy(),
+                             required={"image": ("sha256", "md5"), "post": ()})
+Decider = functools.partial(Decider, policy=POLICY)  # type: ignore[misc]
+NOW = datetime(2025, 2, 4, 2, 13, 6, tzinfo=timezone.utc)
 
 
 def test_decides_once_all_required_signals_are_in() -> None:
@@ -101,3 +114,118 @@ def test_latest_signal_per_detector_wins() -> None:
     assert isinstance(entry, Pending)
     assert entry.signals["sha256"].status == "clear"
     assert entry.context() is entry.signals["intake"]
+
+
+# ------------------------------------------------------------------------------- dedup
+
+
+def test_the_same_content_sent_twice_gets_one_decision() -> None:
+    decider = Decider(DEADLINE)
+    entry = decider.add(signal("intake"), now=0.0)
+    decider.add(match_signal("sha256"), now=0.0)
+    assert entry is not None
+    first = decider.try_decide(entry, now=0.0)
+    assert first is not None
+    # the forum resends the image: intake and hashing signal again
+    for detector in ("intake", "sha256", "md5"):
+        assert decider.add(signal(detector), now=2.0) is None
+    assert decider.pending == {} and decider.overdue(now=100.0) == []
+
+
+def test_own_shadow_signals_are_not_joined() -> None:
+    decider = Decider(DEADLINE)
+    assert decider.add(signal("shadow:pdq_near_match", "match"), now=0.0) is None
+    assert decider.pending == {}
+
+
+# ------------------------------------------------------------------------------- reviews
+
+
+def _blocked(decider: Decider) -> tuple[Pending, object]:  # type: ignore[valid-type]
+    entry = decider.add(signal("intake", post_id="p-1", thread_id="t-1", author_id="u-1",
+                               evidence={"event_time": "2025-02-04T02:13:05+00:00"}), now=0.0)
+    decider.add(match_signal("sha256"), now=0.0)
+    assert entry is not None
+    decision = decider.try_decide(entry, now=0.0)
+    assert decision is not None and decision.action == "block"
+    return entry, decision
+
+
+def test_restore_review_undoes_the_takedown_once() -> None:
+    decider = Decider(DEADLINE)
+    _, decision = _blocked(decider)
+    review = ReviewData(decision_id=decision.decision_id, outcome="restore", reviewer="mod-1",
+                        content_id="i-1")
+    result, effect, record = decider.review(review)
+    assert result == "applied" and effect is not None and record is not None
+    assert effect.decision is not None
+    assert (effect.decision.action, effect.decision.verdict) == ("restore", "allow")
+    assert effect.decision.decision_id == review_decision_id(decision.decision_id, "restore")
+    assert effect.decision.decision_id != decision.decision_id
+    assert [a.resolved for a in effect.alerts] == [True]  # the hash_match incident is handled
+    assert decider.review(review)[0] == "duplicate"
+
+    outputs = review_outputs(effect, record, review, now=NOW, event_time=NOW)
+    by_topic = {o.spec.name: o for o in outputs}
+    takedown = by_topic[TAKEDOWNS.name].data
+    assert isinstance(takedown, TakedownData)
+    assert (takedown.action, takedown.target.id, takedown.target.post_id) == (
+        "restore", "i-1", "p-1")
+    verdict = by_topic[VERDICTS.name].data
+    assert isinstance(verdict, VerdictData) and verdict.verdict == "allow"
+    alert = by_topic[ALERTS.name].data
+    assert isinstance(alert, AlertData)
+    assert alert.evidence["resolved"] is True and alert.dedup_key == "hash_match:image:i-1"
+
+
+def test_confirm_makes_final_and_escalate_pages() -> None:
+    decider = Decider(DEADLINE)
+    _, decision = _blocked(decider)
+    result, effect, record = decider.review(
+        ReviewData(decision_id=decision.decision_id, outcome="confirm"))
+    assert result == "applied" and effect is not None and effect.decision is None
+    assert record is not None and record.final
+    escalate = ReviewData(decision_id=decision.decision_id, outcome="escalate", reviewer="mod-2",
+                          note="looks like a wider raid")
+    _, effect, record = decider.review(escalate)
+    assert effect is not None
+    (alert,) = effect.alerts
+    assert (alert.kind, alert.severity, alert.resolved) == ("review_escalated", "high", False)
+    assert "looks like a wider raid" in alert.summary
+    assert "pagerduty" in POLICY.route(alert.kind, alert.severity, NOW)
+    (out,) = review_outputs(effect, record, escalate, now=NOW, event_time=NOW)
+    assert out.spec is ALERTS and out.data.target is not None  # type: ignore[attr-defined]
+
+
+def test_review_of_an_unknown_decision_is_reported_not_applied() -> None:
+    decider = Decider(DEADLINE)
+    result, effect, _ = decider.review(ReviewData(decision_id="dec-unknown", outcome="restore"))
+    assert (result, effect) == ("unknown_decision", None)
+
+
+# ------------------------------------------------------------------------------- outputs
+
+
+def test_decision_outputs_have_deterministic_ids_and_shadow_signals() -> None:
+    decider = Decider(DEADLINE)
+    entry, decision = _blocked(decider)
+    outputs = decision_outputs(decision, entry.target(), now=NOW, event_time=entry.event_time())
+    assert [o.spec.name for o in outputs] == [VERDICTS.name, TAKEDOWNS.name, ALERTS.name]
+    assert [o.event_id for o in outputs] == [
+        f"vrd-{decision.decision_id}", f"tkd-{decision.decision_id}",
+        f"alr-{decision.decision_id}-hash_match"]
+
+    decider = Decider(DEADLINE)
+    entry = decider.add(signal("intake"), now=0.0)
+    decider.add(signal("sha256"), now=0.0)
+    decider.add(signal("md5"), now=0.0)
+    decider.add(signal("pdq", distance=40, evidence={"bank": "b"}), now=0.0)
+    assert entry is not None
+    allowed = decider.try_decide(entry, now=0.0)
+    assert allowed is not None and allowed.verdict == "allow"
+    outputs = decision_outputs(allowed, entry.target(), now=NOW, event_time=None)
+    shadow = [o.data for o in outputs if o.spec is SIGNALS]
+    assert len(shadow) == 1 and isinstance(shadow[0], SignalData)
+    assert shadow[0].detector == "shadow:pdq_near_match"
+    assert shadow[0].evidence["would_action"] == "hold_for_review"
+    assert shadow[0].detector_version == POLICY.version

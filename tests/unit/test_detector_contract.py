@@ -20,15 +20,30 @@ import agents.detectors
 from agents.banks import BankIndex, parse_bank
 from agents.detectors import Detector
 from agents.detectors.exact_hash import ExactHashDetector
+from agents.detectors.image_hash import PerceptualHashDetector
+from agents.detectors.nsfw_image import NsfwImageDetector
+from agents.detectors.text_abuse import TextAbuseDetector
+from models import load_model
+from models.build import ensure_built
 from streams.codec import decode, encode
 from streams.events import Account, CloudEvent, ImageData, SignalData
 from streams.topics import SIGNALS
 
 from .factories import png_bytes
 
+
+def _built_model(name: str) -> Any:
+    ensure_built()  # `make` builds it at install time; this covers a bare `pytest`
+    return load_model(name)
+
+
 #: How to build each detector for the contract test (empty banks, no models downloaded).
 FACTORIES: dict[type, Callable[[], Any]] = {
     ExactHashDetector: lambda: ExactHashDetector(lambda: BankIndex()),
+    PerceptualHashDetector: lambda: PerceptualHashDetector(lambda: BankIndex()),
+    # Classifiers run their real models (from installed packages / the install-time build).
+    NsfwImageDetector: lambda: NsfwImageDetector(load_model("open_nsfw"), 0.5),
+    TextAbuseDetector: lambda: TextAbuseDetector(_built_model("alt_profanity_check"), 0.7),
 }
 
 

@@ -1,0 +1,184 @@
+"""`thread_raid` (per thread) and `new_account_swarm` (per board) over posts.
+
+Both compare a short window with the key's own baseline — an exponentially decayed rate that
+stops learning while an incident is open — and never alert below a floor, so a quiet thread
+that gets three replies is not a raid and a busy evening is not one either.
+
+`thread_raid` is keyed by `thread_id`, which is the key of `forum.posts.v1`: partition-local.
+`new_account_swarm` is keyed by board: the agent feeds it from posts re-keyed by board
+(docs/burst.md), so one detector sees all of a board's posts.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from agents.bursts.base import BurstConfig, DecayingRate, Incidents, account_age
+from streams.events import AlertData, PostData, Target
+
+
+@dataclass(slots=True)
+class _ThreadState:
+    board: str | None
+    baseline: DecayingRate = field(default_factory=DecayingRate)
+    window: deque[tuple[float, str, bool, str]] = field(default_factory=deque)
+    last_at: float = 0.0
+    raid_posts: int = 0
+
+
+class ThreadRaidDetector:
+    """Posts in a thread far above its baseline, mostly from young accounts."""
+
+    kinds: ClassVar[tuple[str, ...]] = ("thread_raid",)
+
+    def __init__(self, config: BurstConfig | None = None) -> None:
+        self.config = config or BurstConfig()
+        self.threads: dict[str, _ThreadState] = {}
+        self.incidents = Incidents("thread_raid", quiet_s=self.config.thread_raid.window_s)
+        self._swept = float("-inf")
+
+    def observe(self, data: Any, at: float) -> list[AlertData]:
+        if not isinstance(data, PostData):
+            return []
+        c = self.config.thread_raid
+        key = data.thread_id
+        state = self.threads.get(key)
+        if state is None:
+            state = self.threads[key] = _ThreadState(data.board)
+        state.last_at = max(state.last_at, at)
+        age = account_age(data.author, at)
+        young = not data.author.is_staff and (age is None or age < c.young_age_s)
+        state.window.append((at, data.author.id, young, data.post_id))
+        if len(state.window) > c.max_window_posts:
+            state.window.popleft()
+        since = at - c.window_s
+        while state.window and state.window[0][0] <= since:
+            state.window.popleft()
+
+        raiding = self.incidents.is_open(key)
+        expected = state.baseline.rate(at, c.baseline_tau_s) * c.window_s
+        if not raiding:
+            state.baseline.add(at, c.baseline_tau_s)  # a raid must not become the baseline
+        floor = c.floor if self.config.staffed(at) else c.floor_unstaffed
+        threshold = max(float(floor), c.factor * expected)
+        posts = len(state.window)
+        authors: dict[str, bool] = {}
+        for _, author, is_young, _ in state.window:
+            authors[author] = is_young
+        young_authors = sum(authors.values())
+        hot = (posts >= threshold and len(authors) >= c.min_authors
+               and young_authors >= c.young_fraction * len(authors))
+        if not hot and not (raiding and posts >= threshold / 2):
+            return []
+        state.raid_posts = state.raid_posts + 1 if raiding else posts
+        return self.incidents.touch(
+            key, first_seen=state.window[0][0] if not raiding else at, last_seen=at,
+            count=state.raid_posts,
+            severity="high" if posts >= 2 * threshold else "medium",
+            summary=f"thread {key}: {posts} posts in {c.window_s / 60:g} min "
+                    f"(baseline {expected:.1f}), {young_authors} of {len(authors)} authors young",
+            target=Target(type="thread", id=key, thread_id=key),
+            evidence={"board": state.board, "posts_in_window": posts,
+                      "baseline_in_window": round(expected, 2), "threshold": threshold,
+                      "authors": len(authors), "young_authors": young_authors,
+                      "window_s": c.window_s,
+                      "sample_post_ids": [p for *_, p in list(state.window)[:10]]})
+
+    def advance(self, watermark: float) -> list[AlertData]:
+        c = self.config.thread_raid
+        # windows are pruned on every post; the full sweep (idle keys) runs once per window
+        resolved = self.incidents.resolve_quiet(watermark)
+        if watermark - self._swept < c.window_s:
+            return resolved
+        self._swept = watermark
+        for key in list(self.threads):
+            state = self.threads[key]
+            while state.window and state.window[0][0] <= watermark - c.window_s:
+                state.window.popleft()
+            if watermark - state.last_at > c.idle_s and not self.incidents.is_open(key):
+                del self.threads[key]
+        return resolved
+
+    def state_size(self) -> int:
+        return len(self.threads) + sum(len(s.window) for s in self.threads.values())
+
+
+@dataclass(slots=True)
+class _BoardState:
+    baseline: DecayingRate = field(default_factory=DecayingRate)
+    # young account id → (latest post time, post id, thread id), insertion = first-seen order
+    accounts: dict[str, tuple[float, str, str]] = field(default_factory=dict)
+    last_at: float = 0.0
+
+
+class NewAccountSwarmDetector:
+    """Many accounts younger than A posting on one board within W."""
+
+    kinds: ClassVar[tuple[str, ...]] = ("new_account_swarm",)
+
+    def __init__(self, config: BurstConfig | None = None) -> None:
+        self.config = config or BurstConfig()
+        self.boards: dict[str, _BoardState] = {}
+        self.incidents = Incidents("new_account_swarm", quiet_s=self.config.swarm.window_s)
+        self._swept = float("-inf")
+
+    def observe(self, data: Any, at: float) -> list[AlertData]:
+        if not isinstance(data, PostData):
+            return []
+        c = self.config.swarm
+        age = account_age(data.author, at)
+        if data.author.is_staff or age is None or age >= c.young_age_s:
+            return []  # unknown age is not evidence of a swarm (it is for trust weighting)
+        key = data.board or "-"
+        state = self.boards.get(key)
+        if state is None:
+            state = self.boards[key] = _BoardState()
+        state.last_at = max(state.last_at, at)
+        swarming = self.incidents.is_open(key)
+        expected = state.baseline.rate(at, c.baseline_tau_s) * c.window_s
+        since = at - c.window_s
+        previous = state.accounts.pop(data.author.id, None)
+        if previous is None or previous[0] <= since:
+            if not swarming:
+                state.baseline.add(at, c.baseline_tau_s)
+            if len(state.accounts) >= c.max_accounts:
+                state.accounts.pop(next(iter(state.accounts)))
+        state.accounts[data.author.id] = (at, data.post_id, data.thread_id)
+        active = [(a, v) for a, v in state.accounts.items() if v[0] > since]
+        floor = c.floor if self.config.staffed(at) else c.floor_unstaffed
+        threshold = max(float(floor), c.factor * expected)
+        if len(active) < threshold and not (swarming and len(active) >= threshold / 2):
+            return []
+        threads = {v[2] for _, v in active}
+        return self.incidents.touch(
+            key, first_seen=min(v[0] for _, v in active), last_seen=at, count=len(active),
+            severity="high" if len(active) >= 2 * threshold else "medium",
+            summary=f"board {key}: {len(active)} accounts younger than "
+                    f"{c.young_age_s / 3600:g} h posted within {c.window_s / 60:g} min "
+                    f"in {len(threads)} threads",
+            target=None,
+            evidence={"board": key, "young_accounts": len(active), "threads": len(threads),
+                      "baseline_in_window": round(expected, 2), "threshold": threshold,
+                      "window_s": c.window_s,
+                      "sample_account_ids": [a for a, _ in active[:10]],
+                      "sample_post_ids": [v[1] for _, v in active[:10]]})
+
+    def advance(self, watermark: float) -> list[AlertData]:
+        c = self.config.swarm
+        resolved = self.incidents.resolve_quiet(watermark)
+        if watermark - self._swept < c.window_s:
+            return resolved
+        self._swept = watermark
+        for key in list(self.boards):
+            state = self.boards[key]
+            for account in [a for a, v in state.accounts.items()
+                            if v[0] <= watermark - c.window_s]:
+                del state.accounts[account]
+            if watermark - state.last_at > c.idle_s and not self.incidents.is_open(key):
+                del self.boards[key]
+        return resolved
+
+    def state_size(self) -> int:
+        return len(self.boards) + sum(len(s.accounts) for s in self.boards.values())

@@ -1,0 +1,109 @@
+"""Text-abuse detector: the ONNX text classifier plus the per-board rules layer.
+
+One `text_abuse` signal per post: `score` is the model's P(offensive), `threshold` the one in
+force, `status` `match` when score ≥ threshold *or* a rule of the post's board matches (then
+`score` is 1.0 and `evidence` carries the rule id and the model's own score), `clear` otherwise,
+`unchecked` when the model failed (fail closed). English only: text in other languages has no
+words the model knows and scores its base rate (≈ 0.04); `evidence.non_english` flags it so the
+policy can route it, and board rules are the way to cover other languages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from agents.detectors.text_rules import TextRules
+from models.text import TextModel, normalize
+from streams.events import Account, CloudEvent, PostData, SignalData
+
+
+def non_english(text: str) -> bool:
+    """Heuristic: fewer than half of the letters are ASCII (the model knows English words)."""
+    letters = [c for c in text[:2000] if c.isalpha()]
+    return bool(letters) and sum(c.isascii() for c in letters) * 2 < len(letters)
+
+
+#: A fixed threshold, or one per event (the policy's, which depends on staffed hours).
+Threshold = float | Callable[[CloudEvent[Any]], float]
+
+
+class TextAbuseDetector:
+    """Scores post bodies; thread-safe (the model session is, the rules are swapped whole)."""
+
+    signal_names: ClassVar[tuple[str, ...]] = ("text_abuse",)
+    version: ClassVar[str] = "1"
+
+    def __init__(self, model: TextModel, threshold: Threshold,
+                 rules: Callable[[], TextRules] = TextRules) -> None:
+        self.model = model
+        self._threshold = threshold
+        self._rules = rules
+
+    def detect(self, event: CloudEvent[PostData]) -> list[SignalData]:
+        """One post → its one signal."""
+        return self.detect_batch([event])
+
+    def detect_batch(self, events: Sequence[CloudEvent[PostData]]) -> list[SignalData]:
+        """Posts → one signal each, scored in one model call."""
+        if not events:
+            return []
+        texts = [normalize(e.data.body) for e in events]
+        try:
+            scores = [float(s) for s in self.model.scores_normalized(texts)]
+        except Exception as exc:  # noqa: BLE001 - fail closed on anything the runtime raises
+            reason = f"model error: {type(exc).__name__}: {str(exc)[:200]}"
+            return [self._signal(e.data, "unchecked", None, self.threshold(e), {"reason": reason})
+                    for e in events]
+        rules = self._rules()
+        signals = []
+        for event, text, score in zip(events, texts, scores, strict=True):
+            threshold = self.threshold(event)
+            evidence: dict[str, Any] = {}
+            if non_english(text):
+                evidence["non_english"] = True
+            rule = rules.match(event.data.board, text) if rules.rules else None
+            if rule is not None:
+                evidence.update(rule=rule, rules_version=rules.version, model_score=score)
+                signals.append(self._signal(event.data, "match", 1.0, threshold, evidence))
+            else:
+                status = "match" if score >= threshold else "clear"
+                signals.append(self._signal(event.data, status, score, threshold, evidence))
+        return signals
+
+    def threshold(self, event: CloudEvent[Any]) -> float:
+        """The threshold in force for `event`."""
+        return float(self._threshold(event) if callable(self._threshold) else self._threshold)
+
+    def _signal(self, post: PostData, status: str, score: float | None, threshold: float,
+                evidence: dict[str, Any]) -> SignalData:
+        return SignalData(
+            detector="text_abuse",
+            detector_version=f"text_abuse-{self.version}",
+            content_type="post",
+            content_id=post.post_id,
+            status=status,  # type: ignore[arg-type]
+            post_id=post.post_id,
+            thread_id=post.thread_id,
+            author_id=post.author.id,
+            score=round(score, 6) if score is not None else None,
+            threshold=threshold,
+            model=self.model.ref,
+            evidence=evidence,
+        )
+
+    def examples(self) -> Sequence[tuple[CloudEvent[Any], dict[str, str]]]:
+        def post(post_id: str, body: str, board: str | None = None) -> CloudEvent[Any]:
+            return CloudEvent(
+                specversion="1.0", id=f"ex-{post_id}", source="examples",
+                type="forum.post.created",
+                data=PostData(post_id=post_id, thread_id="t1", author=Account(id="u1"),
+                              body=body, board=board),
+            )
+
+        return [
+            (post("kind", "Does anyone have tips for potty training a toddler?"),
+             {"text_abuse": "clear"}),
+            (post("abusive", "Shut up, you stupid bitch."), {"text_abuse": "match"}),
+            (post("empty", ""), {"text_abuse": "clear"}),
+        ]

@@ -1,0 +1,159 @@
+"""The policy as data: small frozen value types, built once per policy file by `loader`.
+
+Nothing here reads files or clocks. The one piece of logic is time arithmetic that depends only
+on its argument (`StaffedHours.covers`), so a replay with the same event times gives the same
+answers whatever the wall clock says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, time, timezone
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low")  # most severe first
+#: Takedown actions a rule may take, strongest first (`restore` is only ever a review's).
+ACTIONS: tuple[str, ...] = ("block", "hide", "hold_for_review")
+#: What the forum sees for each action: `hide` and `hold_for_review` keep content unpublished.
+VERDICT_OF: dict[str, str] = {"block": "block", "hide": "hold", "hold_for_review": "hold"}
+DESTINATIONS: tuple[str, ...] = ("alertmanager", "pagerduty", "webhook")
+DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+Mode = Literal["enforce", "shadow"]
+When = Literal["always", "staffed", "unstaffed"]
+
+
+def most_severe(*severities: str) -> str:
+    """The most severe of `severities` (critical > high > medium > low)."""
+    return min(severities, key=SEVERITIES.index)
+
+
+def strongest(*actions: str) -> str:
+    """The strongest of `actions` (block > hide > hold_for_review)."""
+    return min(actions, key=ACTIONS.index)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a scored or distance signal counts as a hit. None: the detector's own `status`."""
+
+    min_score: float | None = None
+    max_distance: int | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One policy rule: which signals it looks at, the threshold, and what it does on a hit.
+
+    `severity` is a severity name, or `"bank"` to take the matched bank entry's severity.
+    `unstaffed` thresholds replace `staffed` ones outside staffed hours (they are stricter:
+    lower scores or larger distances count). A `shadow` rule never acts: decide emits what it
+    would have done as a `shadow:<name>` signal.
+    """
+
+    name: str
+    detectors: tuple[str, ...]
+    action: str
+    severity: str
+    staffed: Thresholds = Thresholds()
+    unstaffed: Thresholds = Thresholds()
+    content_types: tuple[str, ...] = ()  # empty: any
+    models: tuple[str, ...] = ()  # model names (`name` or `name@version`); empty: any
+    banks: tuple[str, ...] = ()  # empty: any
+    labels: tuple[str, ...] = ()  # empty: any
+    alert: str | None = None  # alert kind raised on a hit (e.g. hash_match)
+    alert_min_severity: str = "low"
+    mode: Mode = "enforce"
+    line: int = 0  # where the rule starts in its file, for messages
+
+    def thresholds(self, staffed: bool) -> Thresholds:
+        """The thresholds in force (`unstaffed` overrides field by field)."""
+        if staffed:
+            return self.staffed
+        return Thresholds(
+            min_score=self.unstaffed.min_score
+            if self.unstaffed.min_score is not None else self.staffed.min_score,
+            max_distance=self.unstaffed.max_distance
+            if self.unstaffed.max_distance is not None else self.staffed.max_distance,
+        )
+
+
+@dataclass(frozen=True)
+class StaffedHours:
+    """When moderators are on duty, in a timezone; `end < start` spans midnight."""
+
+    timezone: str = "UTC"
+    days: tuple[str, ...] = DAYS
+    start: time = time(0, 0)
+    end: time = time(0, 0)  # start == end: around the clock
+    always: bool = True
+
+    def covers(self, at: datetime | None) -> bool:
+        """Whether `at` (an event time) falls in staffed hours. Unknown time: not staffed
+        (the stricter side)."""
+        if self.always:
+            return True
+        if at is None:
+            return False
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=timezone.utc)
+        local = at.astimezone(ZoneInfo(self.timezone))
+        now, day = local.time().replace(tzinfo=None), DAYS[local.weekday()]
+        if self.start < self.end:
+            return day in self.days and self.start <= now < self.end
+        # spans midnight: the early-morning part belongs to the previous day's shift
+        if now >= self.start:
+            return day in self.days
+        previous = DAYS[(local.weekday() - 1) % 7]
+        return now < self.end and previous in self.days
+
+
+@dataclass(frozen=True)
+class Route:
+    """Who gets alerts of some severities (and kinds), always or only (un)staffed."""
+
+    destinations: tuple[str, ...]
+    severities: tuple[str, ...] = SEVERITIES
+    kinds: tuple[str, ...] = ()  # empty: any kind
+    when: When = "always"
+
+
+@dataclass(frozen=True)
+class Paging:
+    """Routes, and the escalation of critical alerts nobody acknowledged."""
+
+    routes: tuple[Route, ...] = ()
+    repage_after_minutes: float = 0  # 0: no re-page
+    escalation: tuple[str, ...] = ("pagerduty",)
+    alertmanager_ttl_minutes: float = 360  # endsAt of a firing alert unless resolved earlier
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A validated policy file. `version` goes into every decision (`policy_version`)."""
+
+    version: str
+    required: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
+    staffed_hours: StaffedHours = StaffedHours()
+    paging: Paging = Paging()
+    unchecked_action: str = "hold_for_review"
+    unchecked_severity: str = "medium"
+    escalate_severity: str = "high"
+    source: str = "<builtin>"
+
+    def __hash__(self) -> int:  # `required` is a dict; identity is enough for caches
+        return id(self)
+
+    def route(self, kind: str, severity: str, at: datetime | None) -> tuple[str, ...]:
+        """Destinations for an alert of `kind`/`severity` that happened at `at` (event time)."""
+        staffed = self.staffed_hours.covers(at)
+        found: list[str] = []
+        for route in self.paging.routes:
+            if severity not in route.severities or (route.kinds and kind not in route.kinds):
+                continue
+            if route.when == "staffed" and not staffed or route.when == "unstaffed" and staffed:
+                continue
+            found.extend(d for d in route.destinations if d not in found)
+        return tuple(found)

@@ -1,0 +1,432 @@
+"""Evaluation harness for burst detection: simulated forum traffic with injected attacks.
+
+    python -m bench.burst_eval [--days 7] [--seed 1] [--state]
+
+A seeded simulator writes a week of forum traffic — a diurnal post rate, thousands of accounts
+(a few percent newly created during the week) and threads on boards, sparse ordinary reports,
+images with unrelated PDQ hashes — and injects attacks of every kind at three sizes, at random
+times of day and night. The events go, in event-time order, through the same pure detectors
+and `Watermarked` driver the `burst` agent runs (one partition per detector group), and the
+harness prints per kind: precision, recall, detection delay (event time from attack start to
+the first alert, and for report surges from the report that crossed the threshold), and
+false alerts per simulated day. `--state` measures detector memory for 1M accounts / 100k
+threads. Same seed → same events → same alerts (the digest printed at the end).
+
+Not yet: the same run through the real pipeline on the embedded broker at accelerated event
+time (the integration test covers that path for report_surge).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import random
+import statistics
+import time
+import tracemalloc
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from agents.bursts import (
+    BurstConfig,
+    ImageSprayDetector,
+    NewAccountSwarmDetector,
+    ReportSurgeDetector,
+    TextBrigadeDetector,
+    ThreadRaidDetector,
+    Watermarked,
+)
+from streams.events import Account, AlertData, PostData, ReportData, SignalData
+
+DAY = 86_400.0
+START = datetime(2025, 2, 3, tzinfo=timezone.utc).timestamp()  # a Monday, 00:00 UTC
+EXPECTED = {"report_surge": "report_surge", "mass_report": "report_brigade",
+            "raid": "thread_raid", "swarm": "new_account_swarm",
+            "brigade": "text_brigade", "spray": "image_spray"}
+SIZES = {"report_surge": (6, 10, 25), "mass_report": (8, 15, 30), "raid": (30, 60, 120),
+         "swarm": (10, 20, 40), "brigade": (4, 8, 16), "spray": (4, 8, 16)}
+
+
+@dataclass
+class Attack:
+    kind: str
+    size: int
+    start: float
+    end: float
+    keys: set[str]
+    crossing: float | None = None  # report_surge: when the threshold was crossed
+    detected_at: float | None = None
+
+
+@dataclass
+class Forum:
+    """The simulated forum: accounts, threads, boards, vocabulary."""
+
+    rng: random.Random
+    accounts: int = 5000
+    threads: int = 2000
+    boards: int = 20
+    created: list[float] = field(default_factory=list)
+    activity: list[float] = field(default_factory=list)
+    thread_weight: list[float] = field(default_factory=list)
+    vocabulary: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        r = self.rng
+        for i in range(self.accounts):
+            if i < self.accounts * 0.05:  # joins during the week
+                self.created.append(START + r.uniform(-DAY, 7 * DAY))
+            else:
+                self.created.append(START - r.uniform(30 * DAY, 2000 * DAY))
+        self.activity = [1 / (i + 1) ** 0.8 for i in range(self.accounts)]
+        r.shuffle(self.activity)
+        self.thread_weight = [1 / (i + 1) ** 0.9 for i in range(self.threads)]
+        self.vocabulary = [f"w{i}" for i in range(3000)]
+        self.word_weight = [1 / (i + 1) for i in range(3000)]
+
+    def account(self, i: int, created: float | None = None) -> Account:
+        at = self.created[i] if created is None else created
+        return Account(id=f"u{i}", created_at=datetime.fromtimestamp(at, timezone.utc))
+
+    def board(self, thread: int) -> str:
+        return f"b{thread % self.boards}"
+
+    def body(self) -> str:
+        n = self.rng.randint(6, 40)
+        return " ".join(self.rng.choices(self.vocabulary, self.word_weight, k=n))
+
+
+def diurnal(at: float) -> float:
+    """Relative activity by hour of day (UTC): low at 04:00, peak at 20:00."""
+    hour = (at % DAY) / 3600
+    return 0.25 + 0.75 * (0.5 + 0.5 * math.cos((hour - 20) / 24 * 2 * math.pi))
+
+
+def simulate(days: float, seed: int, posts_per_minute: float = 40.0
+             ) -> tuple[list[tuple[float, int, Any]], list[Attack]]:
+    """(event time, sequence, payload) sorted, and the injected attacks (ground truth)."""
+    rng = random.Random(seed)
+    forum = Forum(rng)
+    events: list[tuple[float, int, Any]] = []
+    seq = 0
+
+    def emit(at: float, data: Any) -> None:
+        nonlocal seq
+        seq += 1
+        events.append((at, seq, data))
+
+    # --- normal traffic
+    post_no = image_no = report_no = 0
+    end = START + days * DAY
+    minute = START
+    while minute < end:
+        n = _poisson(rng, posts_per_minute * diurnal(minute))
+        threads = rng.choices(range(forum.threads), forum.thread_weight, k=n)
+        authors = rng.choices(range(forum.accounts), forum.activity, k=n)
+        for thread, author in zip(threads, authors):
+            at = minute + rng.uniform(0, 60)
+            if forum.created[author] > at:
+                author = author + int(forum.accounts * 0.05)  # not yet registered: someone old
+            post_no += 1
+            pid = f"p{post_no}"
+            emit(at, PostData(post_id=pid, thread_id=f"t{thread}", board=forum.board(thread),
+                              author=forum.account(author), body=forum.body()))
+            if rng.random() < 0.1:
+                image_no += 1
+                emit(at + 2, SignalData(detector="pdq", detector_version="pdq-1",
+                                        content_type="image", content_id=f"i{image_no}",
+                                        author_id=f"u{author}", thread_id=f"t{thread}",
+                                        evidence={"pdq": f"{rng.getrandbits(256):064x}"}))
+            if rng.random() < 0.01:  # reported by 1–3 members over the next hours
+                for _ in range(min(3, 1 + int(rng.expovariate(1.5)))):
+                    report_no += 1
+                    reporter = rng.randrange(int(forum.accounts * 0.05), forum.accounts)
+                    emit(at + rng.uniform(60, 4 * 3600), ReportData(
+                        report_id=f"r{report_no}", target_type="post", target_id=pid,
+                        thread_id=f"t{thread}", reporter=forum.account(reporter)))
+        minute += 60
+
+    # --- attacks: each kind at each size, three times, at random times of day and night
+    attacks: list[Attack] = []
+    config = BurstConfig()
+    attacker = 0
+    template_no = 0
+    for kind, sizes in SIZES.items():
+        for size in sizes:
+            for _ in range(3):
+                start = START + rng.uniform(0.1, days - 0.2) * DAY
+                thread = rng.randrange(forum.threads)
+                board = forum.board(thread)
+                if kind in ("report_surge", "mass_report"):
+                    target = f"victim{len(attacks)}"
+                    emit(start - 600, PostData(post_id=target, thread_id=f"t{thread}",
+                                               board=board, author=forum.account(7),
+                                               body=forum.body()))
+                    span = 300 if kind == "report_surge" else 600
+                    times = sorted(start + rng.uniform(0, span) for _ in range(size))
+                    times[0] = start
+                    for i, at in enumerate(times):
+                        report_no += 1
+                        if kind == "report_surge":  # established members
+                            who = forum.account(rng.randrange(int(forum.accounts * 0.05),
+                                                              forum.accounts))
+                        else:  # a fresh swarm
+                            attacker += 1
+                            who = Account(id=f"x{attacker}", created_at=datetime.fromtimestamp(
+                                start - rng.uniform(600, 3 * DAY), timezone.utc))
+                        emit(at, ReportData(report_id=f"r{report_no}-{i}", target_type="post",
+                                            target_id=target, thread_id=f"t{thread}",
+                                            reporter=who))
+                    need = config.report_surge.min_weight if config.staffed(start) \
+                        else config.report_surge.min_weight_unstaffed
+                    attacks.append(Attack(kind, size, start, times[-1], {target},
+                                          crossing=times[min(len(times), math.ceil(need)) - 1]))
+                elif kind in ("raid", "swarm"):
+                    accounts = size // 4 if kind == "raid" else size
+                    span = 300 if kind == "raid" else 600
+                    posts = size if kind == "raid" else size + size // 2
+                    ids = []
+                    first = attacker
+                    attacker += accounts
+                    times = sorted(start + rng.uniform(0, span) for _ in range(posts))
+                    times[0] = start
+                    for i, at in enumerate(times):
+                        who = first + (i % accounts)
+                        t = thread if kind == "raid" else _thread_on(rng, forum, board)
+                        post_no += 1
+                        ids.append(f"t{t}")
+                        emit(at, PostData(
+                            post_id=f"p{post_no}", thread_id=f"t{t}", board=board,
+                            author=Account(id=f"x{who}", created_at=datetime.fromtimestamp(
+                                start - 3600 * (1 + who % 12), timezone.utc)),
+                            body=forum.body()))
+                    attacks.append(Attack(kind, size, start, times[-1],
+                                          {*ids, f"board:{board}"}))
+                elif kind == "brigade":
+                    template_no += 1
+                    text = forum.body() + f" join us at raid{template_no}"
+                    words = text.split()
+                    times = sorted(start + rng.uniform(0, 1200) for _ in range(size))
+                    times[0] = start
+                    ids = set()
+                    for i, at in enumerate(times):
+                        edited = list(words)
+                        for _ in range(rng.randint(0, 2)):  # small edits
+                            edited.insert(rng.randrange(len(edited)), rng.choice(["!!", "lol",
+                                                                                  "pls"]))
+                        t = _thread_on(rng, forum, board)
+                        post_no += 1
+                        ids.add(f"p{post_no}")
+                        who = rng.randrange(int(forum.accounts * 0.05), forum.accounts)
+                        emit(at, PostData(post_id=f"p{post_no}", thread_id=f"t{t}",
+                                          board=board, author=forum.account(who),
+                                          body=" ".join(edited)))
+                    attacks.append(Attack(kind, size, start, times[-1],
+                                          {*ids, f"board:{board}"}))
+                else:  # spray
+                    base = rng.getrandbits(256)
+                    times = sorted(start + rng.uniform(0, 1200) for _ in range(size))
+                    times[0] = start
+                    ids = set()
+                    for i, at in enumerate(times):
+                        value = base
+                        for _ in range(rng.randint(0, 12)):
+                            value ^= 1 << rng.randrange(256)
+                        image_no += 1
+                        ids.add(f"i{image_no}")
+                        emit(at, SignalData(detector="pdq", detector_version="pdq-1",
+                                            content_type="image", content_id=f"i{image_no}",
+                                            author_id=f"u{rng.randrange(forum.accounts)}",
+                                            thread_id=f"t{_thread_on(rng, forum, board)}",
+                                            evidence={"pdq": f"{value:064x}"}))
+                    attacks.append(Attack(kind, size, start, times[-1], ids))
+    events.sort(key=lambda e: (e[0], e[1]))
+    return events, attacks
+
+
+def _thread_on(rng: random.Random, forum: Forum, board: str) -> int:
+    b = int(board[1:])
+    return b + forum.boards * rng.randrange(forum.threads // forum.boards)
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    # normal approximation is plenty for means ≥ 10; exact for small means
+    if mean > 30:
+        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
+    limit, k, p = math.exp(-mean), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+def run_detectors(events: list[tuple[float, int, Any]], config: BurstConfig
+                  ) -> tuple[list[AlertData], dict[str, float]]:
+    """The agent's three partition groups, each as one partition, in event-time order."""
+    groups = {
+        "reports": Watermarked([ReportSurgeDetector(config)], config),
+        "threads": Watermarked([ThreadRaidDetector(config)], config),
+        "boards": Watermarked([NewAccountSwarmDetector(config), TextBrigadeDetector(config)],
+                              config),
+        "images": Watermarked([ImageSprayDetector(config)], config),
+    }
+    alerts: list[AlertData] = []
+    seconds: dict[str, float] = defaultdict(float)
+    for at, _, data in events:
+        if isinstance(data, ReportData):
+            names = ("reports",)
+        elif isinstance(data, PostData):
+            names = ("threads", "boards")
+        else:
+            names = ("images",)
+        for name in names:
+            started = time.perf_counter()
+            alerts += groups[name].observe(data, at)
+            seconds[name] += time.perf_counter() - started
+    for group in groups.values():
+        group.max_time = (group.max_time or 0) + 7 * DAY  # end of input: resolve everything
+        alerts += group.advance(force=True)
+    return alerts, seconds
+
+
+def evaluate(days: float, seed: int) -> None:
+    started = time.perf_counter()
+    events, attacks = simulate(days, seed)
+    simulated = time.perf_counter() - started
+    config = BurstConfig()
+    alerts, seconds = run_detectors(events, config)
+    first: dict[str, AlertData] = {}
+    for alert in alerts:
+        first.setdefault(alert.dedup_key or alert.alert_id, alert)
+    incidents = list(first.values())
+
+    def keys(alert: AlertData) -> set[str]:
+        out = {f"board:{alert.evidence['board']}"} if alert.evidence.get("board") else set()
+        if alert.target is not None:
+            out.add(alert.target.id)
+        return out
+
+    def matches(alert: AlertData, attack: Attack) -> bool:
+        at = alert.first_seen.timestamp() if alert.first_seen else 0.0
+        return bool(keys(alert) & attack.keys) and attack.start - 1800 <= at <= attack.end + 1800
+
+    explained: dict[str, int] = defaultdict(int)
+    false: dict[str, int] = defaultdict(int)
+    for alert in incidents:
+        if any(matches(alert, a) for a in attacks):
+            explained[alert.kind] += 1
+        else:
+            false[alert.kind] += 1
+    for attack in attacks:
+        hits = [a for a in incidents if a.kind == EXPECTED[attack.kind] and matches(a, attack)]
+        if hits:
+            attack.detected_at = min(a.last_seen.timestamp() for a in hits if a.last_seen)
+
+    posts = sum(isinstance(e[2], PostData) for e in events)
+    print(f"simulated {days:g} days, seed {seed}: {len(events):,} events ({posts:,} posts), "
+          f"{len(attacks)} attacks; simulation {simulated:.1f} s, detectors "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
+    print(f"{'kind':<18} {'sizes':<12} {'recall':>7} {'precision':>9} {'delay p50':>9} "
+          f"{'delay max':>9} {'false/day':>9}")
+    for kind, alert_kind in EXPECTED.items():
+        mine = [a for a in attacks if a.kind == kind]
+        found = [a for a in mine if a.detected_at is not None]
+        delays = [a.detected_at - a.start for a in found]  # type: ignore[operator]
+        total = explained[alert_kind] + false[alert_kind]
+        precision = explained[alert_kind] / total if total else float("nan")
+        print(f"{alert_kind:<18} {'/'.join(map(str, SIZES[kind])):<12} "
+              f"{len(found) / len(mine):>7.2f} {precision:>9.2f} "
+              f"{_s(statistics.median(delays) if delays else None):>9} "
+              f"{_s(max(delays) if delays else None):>9} {false[alert_kind] / days:>9.2f}")
+        missed = [(a.size, datetime.fromtimestamp(a.start, timezone.utc).strftime("%a %H:%M"))
+                  for a in mine if a.detected_at is None]
+        if missed:
+            print(f"    missed (size, start): {missed}")
+        if kind == "report_surge" and found:
+            after = [a.detected_at - a.crossing for a in found  # type: ignore[operator]
+                     if a.crossing is not None]
+            print(f"    delay after the N-th report: max {_s(max(after))}")
+    digest = hashlib.sha256("\n".join(a.alert_id for a in alerts).encode()).hexdigest()[:16]
+    print(f"{len(alerts)} alert events, {len(incidents)} incidents; alert-id digest {digest}")
+
+
+def _s(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.0f} s"
+
+
+def measure_state() -> None:
+    """Memory of detector state for 1M accounts / 100k threads (tracemalloc, rough)."""
+    config = BurstConfig()
+    rng = random.Random(2)
+    old = Account(id="x", created_at=datetime(2020, 1, 1, tzinfo=timezone.utc))
+
+    def measure(name: str, build: Any) -> None:
+        tracemalloc.start()
+        detector, keys = build()
+        size, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        print(f"{name:<58} {size / 2**20:8.1f} MiB  ({size / keys:6.0f} B per key, "
+              f"{detector.state_size():,} state entries)")
+
+    def threads() -> tuple[Any, int]:
+        d = ThreadRaidDetector(config)
+        for t in range(100_000):  # 100k threads active in the last day, 2 posts each in window
+            for k in range(2):
+                d.observe(PostData(post_id=f"p{t}-{k}", thread_id=f"t{t}", board=f"b{t % 50}",
+                                   author=Account(id=f"u{rng.randrange(1_000_000)}",
+                                                  created_at=old.created_at),
+                                   body=""), START + k)
+        return d, 100_000
+
+    def reports() -> tuple[Any, int]:
+        d = ReportSurgeDetector(config)
+        for i in range(1_000_000):  # 1M reporters in one window over 100k targets
+            d.observe(ReportData(report_id=f"r{i}", target_type="post",
+                                 target_id=f"p{i % 100_000}",
+                                 reporter=Account(id=f"u{i}", created_at=old.created_at)),
+                      START + i / 10_000)
+        return d, 1_000_000
+
+    def swarm() -> tuple[Any, int]:
+        d = NewAccountSwarmDetector(config)
+        young = datetime.fromtimestamp(START - 3600, timezone.utc)
+        for i in range(50_000):  # 50k young accounts posting within one window, 50 boards
+            d.observe(PostData(post_id=f"p{i}", thread_id=f"t{i}", board=f"b{i % 50}",
+                               author=Account(id=f"n{i}", created_at=young), body=""),
+                      START + i / 100)
+        return d, 50_000
+
+    def brigade() -> tuple[Any, int]:
+        d = TextBrigadeDetector(config)
+        words = [f"w{i}" for i in range(3000)]
+        for i in range(20_000):  # 20k posts in one 30 min window (≈ 11 posts/s)
+            d.observe(PostData(post_id=f"p{i}", thread_id=f"t{i}", board="b1",
+                               author=Account(id=f"u{i}"),
+                               body=" ".join(rng.choices(words, k=20))), START + i / 11)
+        return d, 20_000
+
+    print("state size (tracemalloc, Python objects):")
+    measure("thread_raid: 100k threads, 200k posts in window", threads)
+    measure("report_surge: 1M reporters on 100k targets in window", reports)
+    measure("new_account_swarm: 50k young accounts in window", swarm)
+    measure("text_brigade: 20k posts in window (MinHash LSH)", brigade)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--days", type=float, default=7.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--state", action="store_true", help="measure state size instead")
+    args = parser.parse_args()
+    if args.state:
+        measure_state()
+    else:
+        evaluate(args.days, args.seed)
+
+
+if __name__ == "__main__":
+    main()

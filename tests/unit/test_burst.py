@@ -1,0 +1,263 @@
+"""Burst detectors, pure: attacks fire once per incident, normal traffic does not, replays agree,
+state expires."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from agents.bursts import (
+    BurstConfig,
+    ImageSprayDetector,
+    NewAccountSwarmDetector,
+    ReportSurgeDetector,
+    TextBrigadeDetector,
+    ThreadRaidDetector,
+    Trust,
+    Watermarked,
+)
+from agents.bursts.base import StaffedHours
+from streams.events import Account, AlertData, PostData, ReportData, SignalData
+
+NOON = datetime(2025, 2, 4, 14, 0, tzinfo=timezone.utc).timestamp()  # staffed (UTC 08–22)
+NIGHT = datetime(2025, 2, 4, 2, 0, tzinfo=timezone.utc).timestamp()
+OLD = datetime(2020, 1, 1, tzinfo=timezone.utc)
+Event = tuple[Any, float]
+WORDS = ("the game last night was great but the referee missed a clear foul in the box and "
+         "everyone on the bench knew it so what do you think about next season trades coach "
+         "defence striker keeper budget tickets stadium weather travel food music").split()
+
+
+def chatter(i: int) -> str:
+    """A varied ordinary body (deterministic): ten words picked by `i`."""
+    return " ".join(random.Random(i).choices(WORDS, k=12))
+
+
+def young(at: float, hours: float = 2) -> datetime:
+    return datetime.fromtimestamp(at - hours * 3600, timezone.utc)
+
+
+def rep(i: int, target: str, reporter: str, at: float, created: datetime = OLD,
+        staff: bool = False) -> Event:
+    return ReportData(report_id=f"r{i}-{target}", target_type="post", target_id=target,
+                      reporter=Account(id=reporter, created_at=created, is_staff=staff)), at
+
+
+def post(i: int, thread: str, author: str, at: float, created: datetime = OLD,
+         body: str = "", board: str = "b1") -> Event:
+    return PostData(post_id=f"p{i}-{thread}", thread_id=thread, board=board,
+                    author=Account(id=author, created_at=created),
+                    body=body or chatter(i)), at
+
+
+def pdq(i: int, author: str, hex_hash: str, at: float) -> Event:
+    return SignalData(detector="pdq", detector_version="pdq-1", content_type="image",
+                      content_id=f"img{i}", author_id=author, thread_id=f"t{i % 7}",
+                      evidence={"pdq": hex_hash}), at
+
+
+def run(make: Callable[[BurstConfig], Any], events: Iterable[Event],
+        config: BurstConfig | None = None) -> tuple[list[AlertData], Watermarked]:
+    config = config or BurstConfig()
+    runner = Watermarked([make(config)], config)
+    alerts = [a for data, at in events for a in runner.observe(data, at)]
+    return alerts, runner
+
+
+def background(start: float, hours: float = 3) -> list[Event]:
+    """Ordinary traffic: old accounts, a post a minute per thread, a report now and then."""
+    out: list[Event] = []
+    for minute in range(int(hours * 60)):
+        at = start + minute * 60
+        for t in range(5):
+            out.append(post(minute * 10 + t, f"t{t}", f"old{(minute + t) % 40}", at + t))
+        if minute % 7 == 0:
+            out.append(rep(minute, f"p{minute}", f"old{minute % 40}", at))
+    return out
+
+
+def flush(start: float) -> list[Event]:
+    """A late event that moves the watermark far past everything before it."""
+    return [rep(999_999, "flush", "old-flusher", start + 4 * 3600)]
+
+
+def one_incident(alerts: list[AlertData], kind: str) -> list[AlertData]:
+    mine = [a for a in alerts if a.kind == kind]
+    assert len({a.dedup_key for a in mine}) == 1, [a.dedup_key for a in mine]
+    assert len({a.alert_id for a in mine}) == len(mine)  # each update its own id
+    counts = [a.count for a in mine]
+    assert counts == sorted(counts)
+    assert mine[-1].evidence.get("resolved") is True
+    assert sum(bool(a.evidence.get("resolved")) for a in mine) == 1
+    return mine
+
+
+# ------------------------------------------------------------------------------ report_surge
+
+
+def surge(start: float, n: int = 8) -> list[Event]:
+    return [rep(i, "victim", f"reporter{i}", start + i * 7) for i in range(n)]
+
+
+def test_report_surge_fires_once_with_updates_under_one_key() -> None:
+    alerts, _ = run(ReportSurgeDetector, [*surge(NOON, 12), *flush(NOON)])
+    mine = one_incident(alerts, "report_surge")
+    assert mine[0].count == 5  # staffed threshold: weight 5
+    assert mine[0].dedup_key == "report_surge:post:victim:20250204T140000Z"
+    assert mine[-1].count == 12 and mine[-1].target and mine[-1].target.id == "victim"
+    assert mine[-1].evidence["resolved_at"].startswith("2025-02-04T14:11:17")
+
+
+def test_repeat_reporter_counts_once_and_normal_traffic_is_quiet() -> None:
+    repeats = [rep(i, "victim", "same-member", NOON + i) for i in range(30)]
+    alerts, _ = run(ReportSurgeDetector, [*background(NOON), *repeats, *flush(NOON)])
+    assert alerts == []
+
+
+def test_unstaffed_hours_are_stricter() -> None:
+    night, _ = run(ReportSurgeDetector, surge(NIGHT, 3))
+    day, _ = run(ReportSurgeDetector, surge(NOON, 3))
+    assert [a.kind for a in night] == ["report_surge"] and day == []
+
+
+def test_young_swarm_cannot_surge_but_is_a_report_brigade() -> None:
+    swarm = [rep(i, "victim", f"fresh{i}", NOON + i, created=young(NOON)) for i in range(10)]
+    alerts, _ = run(ReportSurgeDetector, [*swarm, *flush(NOON)])
+    assert not [a for a in alerts if a.kind == "report_surge"]  # 10 × 0.2 = 2 < 5
+    one_incident(alerts, "report_brigade")
+
+
+def test_staff_weigh_more() -> None:
+    assert Trust().weight(Account(id="s", is_staff=True), NOON) == 3.0
+    alerts, _ = run(ReportSurgeDetector, [rep(1, "v", "mod", NOON, staff=True),
+                                          rep(2, "v", "member", NOON + 1),
+                                          rep(3, "v", "member2", NOON + 2)])
+    assert [a.kind for a in alerts] == ["report_surge"]
+
+
+# ------------------------------------------------------------------------------ thread_raid
+
+
+def raid(start: float, posts: int = 60, authors: int = 15) -> list[Event]:
+    return [post(1000 + i, "t0", f"raider{i % authors}", start + i * 4, created=young(start))
+            for i in range(posts)]
+
+
+def test_thread_raid_fires_once_and_busy_old_thread_does_not() -> None:
+    traffic = background(NOON)
+    alerts, _ = run(ThreadRaidDetector, [*traffic, *raid(NOON + 3 * 3600), *flush(NOON)])
+    mine = one_incident(alerts, "thread_raid")
+    assert mine[0].target and mine[0].target.id == "t0"
+    # the same burst from established members is a lively thread, not a raid
+    hot = [post(2000 + i, "t0", f"old{i % 15}", NOON + 3 * 3600 + i * 4) for i in range(60)]
+    alerts, _ = run(ThreadRaidDetector, [*traffic, *hot, *flush(NOON)])
+    assert alerts == []
+
+
+# ------------------------------------------------------------------------------ new_account_swarm
+
+
+def test_new_account_swarm_fires_once_and_a_few_newcomers_do_not() -> None:
+    swarm = [post(3000 + i, f"t{i % 9}", f"new{i}", NOON + 3600 + i * 20,
+                  created=young(NOON + 3600)) for i in range(20)]
+    newcomers = [post(4000 + i, f"t{i}", f"newbie{i}", NOON + i * 900,
+                      created=young(NOON)) for i in range(4)]
+    alerts, _ = run(NewAccountSwarmDetector, [*newcomers, *swarm, *flush(NOON)])
+    mine = one_incident(alerts, "new_account_swarm")
+    assert mine[-1].count == 20 and mine[0].evidence["board"] == "b1"
+    alerts, _ = run(NewAccountSwarmDetector, [*newcomers, *flush(NOON)])
+    assert alerts == []
+
+
+# ------------------------------------------------------------------------------ text_brigade
+
+BRIGADE = "this moderator team is corrupt and everyone should leave this forum right now"
+
+
+def test_text_brigade_fires_once_on_near_duplicates_from_many_accounts() -> None:
+    variants = [BRIGADE, BRIGADE + " !!", "wow " + BRIGADE, BRIGADE.upper(), BRIGADE + " ok",
+                BRIGADE.replace("now", "today")]
+    brigade = [post(5000 + i, f"t{i}", f"acct{i}", NOON + 3600 + i * 30, body=variants[i])
+               for i in range(6)]
+    spam = [post(6000 + i, f"t{i}", "one-spammer", NOON + 3600 + i, body=BRIGADE)
+            for i in range(6)]
+    alerts, _ = run(TextBrigadeDetector, [*background(NOON, 1), *brigade, *flush(NOON)])
+    mine = one_incident(alerts, "text_brigade")
+    assert mine[0].count == 4 and mine[-1].count == 6
+    assert len(mine[0].evidence["excerpt"]) <= 80
+    alerts, _ = run(TextBrigadeDetector, [*background(NOON, 1), *spam, *flush(NOON)])
+    assert alerts == []
+
+
+# ------------------------------------------------------------------------------ image_spray
+
+HASH = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
+
+
+def flip(hex_hash: str, bits: int) -> str:
+    value = int(hex_hash, 16) ^ ((1 << bits) - 1)
+    return f"{value:064x}"
+
+
+def test_image_spray_fires_once_on_near_identical_images() -> None:
+    spray = [pdq(i, f"acct{i}", flip(HASH, i * 3), NOON + i * 10) for i in range(6)]
+    other = [pdq(100 + i, f"acct{i}", flip(HASH, 128 + i), NOON + i) for i in range(6)]
+    alerts, _ = run(ImageSprayDetector, [*spray, *flush(NOON)])
+    assert one_incident(alerts, "image_spray")[-1].count == 6
+    distinct = [pdq(200 + i, f"acct{i}", f"{(i * 0x9E3779B97F4A7C15) ** 4 % (1 << 256):064x}",
+                    NOON + i) for i in range(6)]
+    alerts, _ = run(ImageSprayDetector, [*distinct, *other[:1], *flush(NOON)])
+    assert alerts == []
+
+
+# ------------------------------------------------------------------------------ all detectors
+
+ATTACKS: dict[str, tuple[Callable[[BurstConfig], Any], list[Event]]] = {
+    "report_surge": (ReportSurgeDetector, surge(NOON, 12)),
+    "thread_raid": (ThreadRaidDetector, raid(NOON)),
+    "text_brigade": (TextBrigadeDetector, [post(i, f"t{i}", f"a{i}", NOON + i, body=BRIGADE)
+                                           for i in range(6)]),
+    "image_spray": (ImageSprayDetector, [pdq(i, f"a{i}", HASH, NOON + i) for i in range(6)]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ATTACKS))
+def test_replay_gives_identical_alerts(kind: str) -> None:
+    make, events = ATTACKS[kind]
+    first, _ = run(make, [*events, *flush(NOON)])
+    again, _ = run(make, [*events, *flush(NOON)])
+    assert first and first == again
+
+
+@pytest.mark.parametrize("kind", sorted(ATTACKS))
+def test_state_expires(kind: str) -> None:
+    make, events = ATTACKS[kind]
+    config = BurstConfig()
+    runner = Watermarked([make(config)], config)
+    for data, at in events:
+        runner.observe(data, at)
+    assert runner.state_size() > 0
+    for data, at in flush(NOON + 3 * 86_400):
+        runner.observe(data, at)
+    runner.advance(force=True)
+    # only the flush report's own target may remain
+    assert runner.state_size() <= 2
+
+
+def test_late_events_behind_the_watermark_are_dropped() -> None:
+    config = BurstConfig()
+    runner = Watermarked([ReportSurgeDetector(config)], config)
+    runner.observe(*rep(1, "x", "a", NOON + 3600))
+    assert runner.observe(*rep(2, "y", "b", NOON)) == []
+    assert runner.state_size() == 2  # only target x and its vote
+
+
+def test_staffed_hours_in_another_timezone() -> None:
+    hours = StaffedHours(timezone="America/New_York")
+    assert not hours.covers(datetime(2025, 2, 4, 12, 0, tzinfo=timezone.utc))  # 07:00 local
+    assert hours.covers(datetime(2025, 2, 4, 14, 0, tzinfo=timezone.utc))
+    assert StaffedHours().covers(datetime(2025, 2, 4, 14, 0, tzinfo=timezone.utc))
