@@ -70,6 +70,9 @@ class Pending:
     content_id: str
     opened: float
     signals: dict[str, SignalData] = field(default_factory=dict)
+    #: Input messages kept unacknowledged until this content is decided and its outputs are
+    #: delivered, so a crash before that redelivers them instead of losing the window.
+    held: list[Any] = field(default_factory=list)
 
     def context(self) -> SignalData | None:
         """The signal with the most context (intake's, else any)."""
@@ -272,12 +275,16 @@ def decision_outputs(decision: Decision, target: Target, *, now: datetime,
 
 
 def alert_outputs(alerts: tuple[AlertSpec, ...], target: Target | None, about: str, *,
-                  event_time: datetime) -> list[Output]:
-    """Alert events; a resolved spec keeps the dedup key and marks `evidence.resolved`."""
+                  event_time: datetime, decision_id: str | None = None) -> list[Output]:
+    """Alert events; a resolved spec keeps the dedup key and marks `evidence.resolved`.
+
+    `about` names the alert ids; `evidence.decision_id` is `decision_id` (the decision the
+    alert is about, e.g. the reviewed one for an escalation), else `about`.
+    """
     outputs = []
     for spec in alerts:
         suffix = "-resolved" if spec.resolved else ""
-        evidence: dict[str, Any] = {**spec.evidence, "decision_id": about}
+        evidence: dict[str, Any] = {**spec.evidence, "decision_id": decision_id or about}
         if spec.resolved:
             evidence["resolved"] = True
         alert = AlertData(
@@ -308,7 +315,8 @@ def review_outputs(effect: ReviewEffect, record: Record | None, review: ReviewDa
                                         alert_of=review.decision_id))
     about = (review.decision_id if effect.outcome != "escalate"
              else review_decision_id(review.decision_id, "escalate"))
-    outputs.extend(alert_outputs(effect.alerts, target, about, event_time=event_time or now))
+    outputs.extend(alert_outputs(effect.alerts, target, about, event_time=event_time or now,
+                                 decision_id=review.decision_id))
     return outputs
 
 
@@ -355,27 +363,43 @@ def register(ctx: AgentContext) -> None:
         metrics.verdicts.labels(entry.content_type, decision.verdict).inc()
         if latency_ms is not None:
             metrics.verdict_latency.labels(entry.content_type).observe(latency_ms / 1000)
+            if decision.verdict != "allow":
+                # by hour of the content's event time: night vs day time-to-takedown
+                hour = f"{(entry.event_time() or now).astimezone(timezone.utc).hour:02d}"
+                metrics.takedown_latency.labels(hour).observe(latency_ms / 1000)
+
+    def release(entries: list[Pending]) -> None:
+        """Ack the inputs held for decided contents (their outputs are delivered by now)."""
+        for entry in entries:
+            for message in entry.held:
+                message.ack(ctx.app.consumer)
+            entry.held.clear()
 
     async def decide_verdicts(stream: Any) -> None:
         # One outbox per batch: its outputs are delivered before take_events acks the batch's
         # signals (at-least-once), in a few produce requests instead of one per output.
         async for events in stream.take_events(ctx.settings.batch_size, ctx.settings.batch_within):
             with batch_seconds.time():
+                decided: list[Pending] = []
                 async with ctx.outbox() as out:
                     now = time.monotonic()
                     wall = datetime.now(timezone.utc)
                     touched: dict[int, Pending] = {}
-                    for _, signal, _ in decode_events(SIGNALS, events):
+                    for raw, signal, _ in decode_events(SIGNALS, events):
                         if signal is None:
                             continue
                         entry = decider.add(signal.data, now)
                         if entry is not None:
                             touched[id(entry)] = entry
+                            raw.message.incref()  # take_events acks the batch; we hold it
+                            entry.held.append(raw.message)
                     for entry in touched.values():
                         decision = decider.try_decide(entry, now, wall)
                         if decision is not None:
                             emit(out, entry, decision, wall)
+                            decided.append(entry)
                     metrics.decide_pending.set(len(decider.pending))
+                release(decided)  # after the outbox delivered their outputs
 
     ctx.app.agent(ctx.topic(SIGNALS), name="vigil.decide.decide_verdicts")(decide_verdicts)
 
@@ -401,6 +425,7 @@ def register(ctx: AgentContext) -> None:
     ctx.app.agent(ctx.topic(REVIEWS), name="vigil.decide.apply_reviews")(apply_reviews)
 
     async def decide_overdue() -> None:
+        decided: list[Pending] = []
         async with ctx.outbox() as out:
             now = time.monotonic()
             wall = datetime.now(timezone.utc)
@@ -408,7 +433,9 @@ def register(ctx: AgentContext) -> None:
                 decision = decider.try_decide(entry, now, wall)
                 if decision is not None:
                     emit(out, entry, decision, wall)
+                    decided.append(entry)
             metrics.decide_pending.set(len(decider.pending))
+        release(decided)
 
     ctx.app.timer(0.25, name="vigil.decide.decide_overdue")(decide_overdue)
 

@@ -69,9 +69,13 @@ def main() -> None:
     )
 
 
-def _serve(settings: Settings, agents: list[str], *, demo: bool = False) -> None:
+def _serve(settings: Settings, agents: list[str], *, demo: bool = False,
+           one_box: bool = False) -> None:
     """Start the broker if embedded, create topics, then run the faust worker until stopped."""
     broker: EmbeddedBroker | None = None
+    if settings.console_enabled is None:
+        # One box serves moderators; a worker pool would run one console (and feed) per process.
+        settings = settings.with_changes(console_enabled=one_box)
     with user_errors():
         if settings.broker is None:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +126,7 @@ def _serve(settings: Settings, agents: list[str], *, demo: bool = False) -> None
 def run(demo: bool) -> None:
     """Run every agent, HTTP ingest and /metrics on one box (embedded broker unless VIGIL_BROKER)."""
     settings = _settings(**({"allow_dev_signing_key": True} if demo else {}))
-    _serve(settings, list(REGISTRY), demo=demo)
+    _serve(settings, list(REGISTRY), demo=demo, one_box=True)
 
 
 @main.command()

@@ -212,10 +212,11 @@ class Settings(BaseSettings):
     )
 
     # --- moderator console (/console/) and public /status (docs/console.md)
-    console_enabled: bool = Field(
-        default=True,
-        description="Serve the console and /status and run its feed consumer in this process "
-        "(turn off on detector-only workers)",
+    console_enabled: bool | None = Field(
+        default=None,
+        description="Serve the console and /status and run its feed consumer in this process; "
+        "unset: on for `vigil run`, off for `vigil worker` (turn it on in the one process that "
+        "serves moderators: claims, sessions and audit are per process)",
     )
     console_users_file: Path | None = Field(
         default=None, description="Console accounts (JSON); default <data_dir>/console-users.json"

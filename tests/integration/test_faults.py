@@ -24,6 +24,8 @@ from streams.topics import IMAGES, POSTS, VERDICTS
 from tests.integration.helpers import (
     Worker,
     cloud_event,
+    http,
+    policy_text,
     start_vigil,
     unique_prefix,
     vigil_env,
@@ -176,6 +178,45 @@ async def test_workers_joining_and_leaving_mid_stream_lose_nothing(
             first.stop()  # leaves cleanly: its partitions move to the second worker
             await watch.until(lambda: len(watch.decisions) >= len(records), 240,
                               "every verdict", workers)
+            assert_every_input_decided_once(watch, [r[3] for r in records])
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+async def test_open_decision_windows_survive_a_sigkill(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """Regression: decide used to ack signals of undecided contents, so a crash during their
+    decision window lost them for good. Now they stay unacknowledged until decided."""
+    prefix = unique_prefix()
+    policy = tmp_path / "waits-for-a-classifier.toml"
+    policy.write_text(policy_text(image=["sha256", "md5", "pdq", "nsfw_image"], post=[]))
+    env = vigil_env(broker.url, prefix, tmp_path, VIGIL_POLICY=str(policy),
+                    VIGIL_DECIDE_DEADLINE_MS="600000")  # no classify runs: windows stay open
+    await ensure_topics(broker.bootstrap, prefix=prefix, partitions=2)
+    records = inputs("window", posts=0, images=40)
+    first = start_vigil(["worker", "--agents", ROLES], env, tmp_path / "w1")
+    workers = [first]
+    try:
+        await asyncio.to_thread(wait_ready, first)
+        await produce_all(broker.bootstrap, prefix, records)
+        for _ in range(600):  # every image's window open (intake + hashing signals read)
+            _, body = await asyncio.to_thread(http, "GET", first.url("/metrics"))
+            if b"vigil_decide_pending 40.0" in body:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("decide never held 40 open windows:\n" + first.log()[-3000:])
+        await asyncio.sleep(6)  # past faust's commit interval (2.8 s): acked offsets commit
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(10)
+        async with VerdictWatch(broker.bootstrap, prefix + VERDICTS.name) as watch:
+            second = start_vigil(["worker", "--agents", ROLES],
+                                 {**env, "VIGIL_DECIDE_DEADLINE_MS": "1000"}, tmp_path / "w2")
+            workers.append(second)
+            await watch.until(lambda: len(watch.decisions) >= len(records), 120,
+                              "a verdict for every redelivered window", workers)
             assert_every_input_decided_once(watch, [r[3] for r in records])
     finally:
         for worker in workers:
