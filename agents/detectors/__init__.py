@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol
 
-from streams.events import CloudEvent, SignalData
+from streams.events import Account, CloudEvent, ImageData, PostData, SignalData
 
 
 class Detector(Protocol):
@@ -30,3 +30,18 @@ class Detector(Protocol):
     def examples(self) -> Sequence[tuple[CloudEvent[Any], dict[str, str]]]:
         """Example inputs with the `status` expected per signal name (for the contract test)."""
         ...
+
+
+def example_image(image_id: str, **fields: Any) -> CloudEvent[ImageData]:
+    """An image event for a detector's `examples()` (author `u1`; `fields` as in ImageData)."""
+    return CloudEvent(specversion="1.0", id=f"ex-{image_id}", source="examples",
+                      type="forum.image.uploaded",
+                      data=ImageData(image_id=image_id, author=Account(id="u1"), **fields))
+
+
+def example_post(post_id: str, body: str, board: str | None = None) -> CloudEvent[PostData]:
+    """A post event for a detector's `examples()` (thread `t1`, author `u1`)."""
+    return CloudEvent(specversion="1.0", id=f"ex-{post_id}", source="examples",
+                      type="forum.post.created",
+                      data=PostData(post_id=post_id, thread_id="t1", author=Account(id="u1"),
+                                    body=body, board=board))

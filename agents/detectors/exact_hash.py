@@ -6,8 +6,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from agents.banks import BankEntry, BankIndex
+from agents.detectors import example_image
 from agents.hashes import HASH_TYPES, HashType
-from streams.events import Account, CloudEvent, ImageData, SignalData
+from streams.events import CloudEvent, ImageData, SignalData
 
 
 class ExactHashDetector:
@@ -86,13 +87,7 @@ class ExactHashDetector:
         )
 
     def examples(self) -> Sequence[tuple[CloudEvent[Any], dict[str, str]]]:
-        def image(image_id: str, **fields: Any) -> CloudEvent[Any]:
-            return CloudEvent(
-                specversion="1.0", id=f"ex-{image_id}", source="examples",
-                type="forum.image.uploaded",
-                data=ImageData(image_id=image_id, author=Account(id="u1"), **fields),
-            )
-
+        image = example_image
         return [
             (image("benign", data_b64=b"\x89PNG not in any bank"),
              {"sha256": "clear", "md5": "clear"}),

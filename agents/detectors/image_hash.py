@@ -27,8 +27,15 @@ from typing import Any, ClassVar
 
 from agents.bank_flood import FloodGuard
 from agents.banks import BankIndex, PdqMatch
+from agents.detectors import example_image
 from agents.hashes import DHash, ImageHash, Pdq, PHash
-from agents.imaging import DecodedImage, DecodeLimits, ImageRejected, decode, trim_borders
+from agents.imaging import (
+    DecodedImage,
+    DecodeLimits,
+    ImageRejected,
+    decode,
+    trim_borders,
+)
 from agents.recent_hashes import RecentImage, RecentImages
 from streams.events import Account, CloudEvent, ImageData, SignalData
 
@@ -226,13 +233,7 @@ class PerceptualHashDetector:
         )
 
     def examples(self) -> Sequence[tuple[CloudEvent[Any], dict[str, str]]]:
-        def image(image_id: str, **fields: Any) -> CloudEvent[Any]:
-            return CloudEvent(
-                specversion="1.0", id=f"ex-{image_id}", source="examples",
-                type="forum.image.uploaded",
-                data=ImageData(image_id=image_id, author=Account(id="u1"), **fields),
-            )
-
+        image = example_image
         return [
             (image("drawn", data_b64=example_png()), {"pdq": "clear"}),
             (image("not-an-image", data_b64=b"\x89PNG not really"), {"pdq": "unchecked"}),

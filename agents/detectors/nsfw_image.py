@@ -17,9 +17,10 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image, ImageDraw
 
+from agents.detectors import example_image
 from agents.imaging import DecodeLimits, ImageRejected, decode
 from models.image import ImageModel, preprocess
-from streams.events import Account, CloudEvent, ImageData, SignalData
+from streams.events import CloudEvent, ImageData, SignalData
 
 #: Decode limits for classification: one frame; images up to 1024 px a side are decoded at full
 #: size (exactly the reference pipeline), larger JPEGs are DCT-scaled while decoding (4–16×
@@ -100,13 +101,7 @@ class NsfwImageDetector:
         )
 
     def examples(self) -> Sequence[tuple[CloudEvent[Any], dict[str, str]]]:
-        def image(image_id: str, **fields: Any) -> CloudEvent[Any]:
-            return CloudEvent(
-                specversion="1.0", id=f"ex-{image_id}", source="examples",
-                type="forum.image.uploaded",
-                data=ImageData(image_id=image_id, author=Account(id="u1"), **fields),
-            )
-
+        image = example_image
         drawing = Image.new("RGB", (320, 240), (40, 120, 200))
         ImageDraw.Draw(drawing).ellipse([60, 40, 260, 200], fill=(250, 210, 60))
         png = io.BytesIO()

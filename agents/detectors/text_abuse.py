@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+from agents.detectors import example_post
 from agents.detectors.text_rules import TextRules
 from models.text import TextModel, normalize
-from streams.events import Account, CloudEvent, PostData, SignalData
+from streams.events import CloudEvent, PostData, SignalData
 
 
 def non_english(text: str) -> bool:
@@ -93,14 +94,7 @@ class TextAbuseDetector:
         )
 
     def examples(self) -> Sequence[tuple[CloudEvent[Any], dict[str, str]]]:
-        def post(post_id: str, body: str, board: str | None = None) -> CloudEvent[Any]:
-            return CloudEvent(
-                specversion="1.0", id=f"ex-{post_id}", source="examples",
-                type="forum.post.created",
-                data=PostData(post_id=post_id, thread_id="t1", author=Account(id="u1"),
-                              body=body, board=board),
-            )
-
+        post = example_post
         return [
             (post("kind", "Does anyone have tips for potty training a toddler?"),
              {"text_abuse": "clear"}),
