@@ -361,6 +361,10 @@ def register(ctx: AgentContext) -> None:
                                       event_time=entry.event_time(), latency_ms=latency_ms),
                 now)
         metrics.verdicts.labels(entry.content_type, decision.verdict).inc()
+        event_time = entry.event_time()
+        if event_time is not None:
+            metrics.event_to_verdict.labels(entry.content_type).observe(
+                max(0.0, (now - event_time).total_seconds()))
         if latency_ms is not None:
             metrics.verdict_latency.labels(entry.content_type).observe(latency_ms / 1000)
             if decision.verdict != "allow":

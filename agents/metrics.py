@@ -172,6 +172,14 @@ class Metrics:
             "content's event time",
             ["hour"], buckets=_VERDICT_BUCKETS, registry=r,
         )
+        # Forum event time → verdict: what a member experiences, including time spent before
+        # Vigil saw the event (forum → Kafka, consumer lag). Backfills and replays land in the
+        # top bucket, so alert on a quantile of live traffic, not on the maximum.
+        self.event_to_verdict = Histogram(
+            "vigil_event_to_verdict_seconds",
+            "From the content's event time on the forum to its verdict",
+            ["content_type"], buckets=_VERDICT_BUCKETS + (300, 3600), registry=r,
+        )
         self._faust_metrics: Any = None
 
     def faust_metrics(self) -> Any:

@@ -196,3 +196,6 @@ def test_health_and_metrics(worker: Worker) -> None:
     status, body = http("GET", worker.url("/metrics"))
     assert status == 200
     assert b"vigil_events_in_total" in body and b"vigil_verdicts_total" in body
+    # forum event time → verdict is observed for every decided content (events here are old:
+    # their time is 2025-02-04, so they land in the top buckets)
+    assert b'vigil_event_to_verdict_seconds_count{content_type="post"}' in body
