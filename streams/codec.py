@@ -45,6 +45,10 @@ def decode(spec: TopicSpec, value: bytes | None) -> CloudEvent[Any]:
         event = _decoder(spec.model).decode(value)
     except msgspec.DecodeError as exc:  # includes ValidationError
         raise DecodeError(_reason(exc)) from None
+    except UnicodeDecodeError as exc:  # msgspec raises it for invalid UTF-8 in a string
+        raise DecodeError(f"not valid JSON: invalid UTF-8 at byte {exc.start}") from None
+    except RecursionError:  # hostile nesting, e.g. 200 000 `[` in an ignored extra field
+        raise DecodeError("not valid JSON: nested too deeply") from None
     if event.type not in spec.types:
         raise DecodeError(
             f"event type {event.type!r} does not belong on {spec.name} "

@@ -51,7 +51,7 @@ def split_events(body: bytes) -> tuple[list[bytes], bool]:
     if stripped.startswith(b"["):
         try:
             return [bytes(raw) for raw in _RAW_LIST.decode(body)], True
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise IngestError(400, {"error": f"not valid JSON: {exc}"}) from None
     return [body], False
 
@@ -64,6 +64,10 @@ def route(raw: bytes) -> tuple[Any, Any]:
         raise DecodeError(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise DecodeError(f"not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"not valid JSON: invalid UTF-8 at byte {exc.start}") from None
+    except RecursionError:
+        raise DecodeError("not valid JSON: nested too deeply") from None
     spec = BY_TYPE.get(head.type)
     if spec is None or not spec.input:
         raise DecodeError(f"unknown event type {head.type!r} - at `$.type`")

@@ -199,3 +199,31 @@ def test_health_and_metrics(worker: Worker) -> None:
     # forum event time → verdict is observed for every decided content (events here are old:
     # their time is 2025-02-04, so they land in the top buckets)
     assert b'vigil_event_to_verdict_seconds_count{content_type="post"}' in body
+
+
+async def test_hostile_inputs_are_dead_lettered_and_the_worker_survives(
+    worker: Worker, broker: EmbeddedBroker
+) -> None:
+    valid = json.dumps(post_event("p-hostile")).encode()
+    hostile = {
+        "invalid utf-8": valid.replace(b'"p-hostile"', b'"p-\xff\xfe"'),
+        "deep nesting": valid[:-2] + b', "x": ' + b"[" * 200_000 + b"]" * 200_000 + b"}}",
+        "nul byte": valid.replace(b'"hello forum"', b'"hello\x00forum"'),
+        "zero bytes": b"",
+    }
+    await produce(broker.bootstrap, topic(worker, POSTS), list(hostile.values()), key=b"t-h")
+    await produce(broker.bootstrap, topic(worker, POSTS),
+                  [json.dumps(post_event("post-after-hostile")).encode()], key=b"t-h")
+    dead = await collect(broker.bootstrap, topic(worker, DEADLETTER), lambda es: all(
+        any(base64.b64decode(e["data"]["original"]) == raw for e in es)
+        for raw in hostile.values()))
+    reasons = {base64.b64decode(e["data"]["original"]): e["data"]["reason"] for e in dead}
+    assert "invalid UTF-8" in reasons[hostile["invalid utf-8"]]
+    assert "nested too deeply" in reasons[hostile["deep nesting"]]
+    assert reasons[hostile["zero bytes"]] == "empty message value"
+    verdicts = await collect(broker.bootstrap, topic(worker, VERDICTS),
+                             by_content("post-after-hostile"))
+    assert any(e["data"]["content_id"] == "post-after-hostile" for e in verdicts)
+    assert worker.proc.poll() is None
+    status, _ = http("POST", worker.url("/v1/events"), b"[" + b" " * (10 * 1024 * 1024) + b"]")
+    assert status == 413  # a 10 MB body never reaches the broker

@@ -260,3 +260,19 @@ def test_encode_decode_round_trip(spec: TopicSpec) -> None:
 def test_deadletter_key_is_none() -> None:
     key, _ = encode(DEADLETTER, sample_data(DEADLETTER), source="s")
     assert key is None
+
+
+# Regression: these raised UnicodeDecodeError / RecursionError out of `decode`, which crashed the
+# intake agent on one poison message instead of dead-lettering it.
+def test_invalid_utf8_is_a_decode_error() -> None:
+    raw = wire(post_event()).replace(b'"p-1"', b'"p-\xff\xfe"')
+    with pytest.raises(DecodeError, match="invalid UTF-8"):
+        decode(POSTS, raw)
+
+
+def test_hostile_nesting_in_an_ignored_field_is_a_decode_error() -> None:
+    event = post_event()
+    text = wire(event).decode()
+    hostile = text[:-2] + ', "extra": ' + "[" * 200_000 + "]" * 200_000 + "}}"
+    with pytest.raises(DecodeError, match="nested too deeply"):
+        decode(POSTS, hostile.encode())
