@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,3 +208,22 @@ async def collect(
 
 def topic(worker: Worker, spec: TopicSpec) -> str:
     return spec.full_name(worker.prefix)
+
+
+def write_bank(data_dir: Path, name: str, *rows: str) -> None:
+    """A bank CSV `<data_dir>/banks/<name>.csv` with the DESIGN §5 header and `rows`."""
+    banks = data_dir / "banks"
+    banks.mkdir(parents=True, exist_ok=True)
+    header = "signal_type,signal,bank,label,severity"
+    (banks / f"{name}.csv").write_text("\n".join([header, *rows]) + "\n")
+
+
+@contextlib.contextmanager
+def running(args: list[str], env: dict[str, str], data_dir: Path) -> Iterator[Worker]:
+    """`vigil ARGS` started, ready (/readyz 200) while in use, and stopped afterwards."""
+    worker = start_vigil(args, env, data_dir)
+    try:
+        wait_ready(worker)
+        yield worker
+    finally:
+        worker.stop()

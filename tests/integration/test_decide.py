@@ -24,19 +24,19 @@ from streams.events import SignalData
 from streams.signing import verify
 from streams.topics import IMAGES, REVIEWS, SIGNALS, TAKEDOWNS, VERDICTS
 from tests.integration.helpers import (
-    policy_text,
     SIGNING_KEY,
     SIGNING_KEY_ID,
     Worker,
     cloud_event,
     collect,
     image_event,
+    policy_text,
     produce,
-    start_vigil,
+    running,
     topic,
     unique_prefix,
     vigil_env,
-    wait_ready,
+    write_bank,
 )
 from vigil.broker import EmbeddedBroker
 
@@ -60,22 +60,14 @@ BANNED = drawn_png(7)
 @pytest.fixture(scope="module")
 def worker(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     data_dir: Path = tmp_path_factory.mktemp("vigil-decide")
-    banks = data_dir / "banks"
-    banks.mkdir()
-    (banks / "b.csv").write_text(
-        "signal_type,signal,bank,label,severity\n"
-        f"sha256,{hashlib.sha256(BANNED).hexdigest()},test-bank,csam,critical\n")
+    write_bank(data_dir, "b", f"sha256,{hashlib.sha256(BANNED).hexdigest()},test-bank,csam,critical")
     policy = data_dir / "policy.toml"
     policy.write_text(POLICY_TEXT)
     assert "nsfw_image" in parse_policy(POLICY_TEXT).required["image"]
     env = vigil_env(broker.url, unique_prefix(), data_dir, VIGIL_POLICY=str(policy),
                     VIGIL_TOPIC_PARTITIONS=str(PARTITIONS))
-    running = start_vigil(["worker", "--agents", "intake,hashing,decide"], env, data_dir)
-    try:
-        wait_ready(running)
-        yield running
-    finally:
-        running.stop()
+    with running(["worker", "--agents", "intake,hashing,decide"], env, data_dir) as worker:
+        yield worker
 
 
 def about(content_id: str, key: str = "content_id") -> Any:

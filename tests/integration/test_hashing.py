@@ -23,11 +23,11 @@ from tests.integration.helpers import (
     collect,
     image_event,
     produce,
-    start_vigil,
+    running,
     topic,
     unique_prefix,
     vigil_env,
-    wait_ready,
+    write_bank,
 )
 from vigil.broker import EmbeddedBroker
 
@@ -59,19 +59,11 @@ COPY = encoded(BANNED.resize((200, 150)), "JPEG", quality=40)
 @pytest.fixture(scope="module")
 def worker(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     data_dir: Path = tmp_path_factory.mktemp("vigil-hashing")
-    banks = data_dir / "banks"
-    banks.mkdir()
-    (banks / "pdq-bank.csv").write_text(
-        "signal_type,signal,bank,label,severity\n"
-        f"pdq,{Pdq().compute(encoded(BANNED, 'PNG'))},pdq-bank,csam,critical\n"
-    )
+    write_bank(data_dir, "pdq-bank",
+               f"pdq,{Pdq().compute(encoded(BANNED, 'PNG'))},pdq-bank,csam,critical")
     env = vigil_env(broker.url, unique_prefix(), data_dir)
-    running = start_vigil(["worker", "--agents", "intake,hashing,decide"], env, data_dir)
-    try:
-        wait_ready(running)
-        yield running
-    finally:
-        running.stop()
+    with running(["worker", "--agents", "intake,hashing,decide"], env, data_dir) as worker:
+        yield worker
 
 
 def verdict_of(events: list[dict], content_id: str) -> dict | None:  # type: ignore[type-arg]

@@ -23,11 +23,11 @@ from tests.integration.helpers import (
     image_event,
     post_event,
     produce,
-    start_vigil,
+    running,
     topic,
     unique_prefix,
     vigil_env,
-    wait_ready,
+    write_bank,
 )
 from vigil.broker import EmbeddedBroker
 
@@ -50,19 +50,11 @@ BENIGN = drawn_png(2)
 @pytest.fixture(scope="module")
 def worker(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     data_dir: Path = tmp_path_factory.mktemp("vigil")
-    banks = data_dir / "banks"
-    banks.mkdir()
-    (banks / "test-bank.csv").write_text(
-        "signal_type,signal,bank,label,severity\n"
-        f"sha256,{hashlib.sha256(BANNED).hexdigest()},test-bank,csam,critical\n"
-    )
+    write_bank(data_dir, "test-bank",
+               f"sha256,{hashlib.sha256(BANNED).hexdigest()},test-bank,csam,critical")
     env = vigil_env(broker.url, unique_prefix(), data_dir)
-    running = start_vigil(["worker", "--agents", "intake,hashing,decide"], env, data_dir)
-    try:
-        wait_ready(running)
-        yield running
-    finally:
-        running.stop()
+    with running(["worker", "--agents", "intake,hashing,decide"], env, data_dir) as worker:
+        yield worker
 
 
 def by_content(content_id: str):
