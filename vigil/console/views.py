@@ -9,6 +9,7 @@ they, and every un-blur, are written to the audit log. `/status` and `/status.js
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
@@ -29,6 +30,7 @@ from agents.policy import PolicyStore
 from streams.events import ImageData, PostData, ReviewData
 from streams.topics import IMAGES, POSTS
 from vigil.console import incidents, thumbs
+from vigil.console.vault import EvidenceVault, Retention, VaultError, eligible
 from vigil.console.auth import (
     ROLES,
     RateLimiter,
@@ -84,6 +86,7 @@ class ConsoleConfig(msgspec.Struct, frozen=True, kw_only=True):
     support_links: dict[str, str] = {}
     status_guidance: str = ""
     policy: Path | None = None
+    evidence_retention: Retention = "off"
 
     @classmethod
     def from_settings(cls, settings: Any) -> ConsoleConfig:
@@ -105,6 +108,7 @@ class ConsoleConfig(msgspec.Struct, frozen=True, kw_only=True):
             support_links=dict(settings.console_support_links),
             status_guidance=settings.console_status_guidance,
             policy=settings.policy,
+            evidence_retention=settings.console_evidence_retention,
         )
 
 
@@ -119,7 +123,8 @@ class Console:
     def __init__(self, config: ConsoleConfig, store: ConsoleStore, publish: Publish,
                  fetch: Fetch | None = None, *, prefix: str = "",
                  feed_healthy: Callable[[], bool] = lambda: True,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 vault: EvidenceVault | None = None) -> None:
         self.config = config
         self.store = store
         self.publish = publish
@@ -127,6 +132,7 @@ class Console:
         self.prefix = prefix
         self.feed_healthy = feed_healthy
         self.clock = clock
+        self.vault = vault
         self.users = Users(config.users_file)
         self.limiter = RateLimiter(config.login_max_failures, 900)
         self.policy = PolicyStore(config.policy)
@@ -371,7 +377,14 @@ class Console:
 
     async def _image_bytes(self, item: Item) -> bytes | None:
         """The held image's bytes, read back from the images topic. Never for csam items."""
-        if item.csam or item.content_type != "image" or self.fetch is None:
+        if item.csam:
+            return None
+        return await self._original_image(item)
+
+    async def _original_image(self, item: Item) -> bytes | None:
+        """The image's bytes from the images topic, csam or not: only `_image_bytes` (which
+        refuses csam) and the evidence vault call this."""
+        if item.content_type != "image" or self.fetch is None:
             return None
         pointer = self.store.pointer(item.key)
         if pointer is None or pointer["topic"] != IMAGES.full_name(self.prefix):
@@ -562,11 +575,55 @@ class Console:
 
     # ------------------------------------------------------------------ evidence
 
+    async def retain_evidence(self) -> int:
+        """Copy eligible images into the vault while the broker still has them; drop the
+        blobs of items no longer eligible (restored) and expired ones. Returns how many were
+        stored. Runs periodically while retention is on."""
+        if self.vault is None:
+            return 0
+        stored = 0
+        for item in self.store.image_items():
+            if not eligible(self.config.evidence_retention, item):
+                if item.status == "restored":
+                    self.vault.delete(item.key)
+                continue
+            if self.vault.has(item.key):
+                continue
+            image = await self._original_image(item)
+            if image is not None:
+                await asyncio.to_thread(self.vault.put, item.key, image, self.clock())
+                stored += 1
+        self.vault.purge(self.clock())
+        return stored
+
+    async def _retained(self, item: Item, session: Session) -> dict[str, Any]:
+        """The image part of an evidence package: the image only where retention allows."""
+        if self.vault is None:
+            return {"included": False, "why": "retention is off: Vigil keeps no images"}
+        if not eligible(self.config.evidence_retention, item):
+            return {"included": False, "why": f"the retention policy "
+                    f"({self.config.evidence_retention}) does not cover this item"}
+        if not role_at_least(session.role, "moderator"):  # never for a volunteer
+            return {"included": False, "why": "role"}
+        try:
+            if not self.vault.has(item.key):
+                await self.retain_evidence()
+            kept = self.vault.get(item.key, self.clock())
+        except VaultError as exc:
+            return {"included": False, "why": str(exc)}
+        if kept is None:
+            return {"included": False, "why": "not retained (gone from the broker, or expired)"}
+        return {"included": True, "sha256": kept.sha256, "key_id": kept.key_id,
+                "retained_at": iso(kept.stored_at), "delete_after": iso(kept.expires_at),
+                "data_b64": base64.b64encode(kept.image).decode()}
+
     async def evidence(self, request: web.Request, session: Session) -> web.Response:
-        """An evidence package for the police or a hotline. Never contains image bytes."""
+        """An evidence package for the police or a hotline; the image itself only where the
+        retention policy allows (`_retained`)."""
         item = self._item(request)
         pointer = self.store.pointer(item.key) or {}
         now = self.clock()
+        image = await self._retained(item, session)
         package = {
             "format": "vigil-evidence/1",
             "generated_at": iso(now),
@@ -589,11 +646,15 @@ class Console:
             "decision_trail": [{"at": iso(t["at"]), "kind": t["kind"], "event_id": t["event_id"],
                                 **t["detail"]} for t in self.store.trail(item.key)],
             "source_event": {k: pointer.get(k) for k in ("topic", "partition", "offset")},
-            "image_included": False,
-            "note": "Image bytes are never included: Vigil does not retain them. The forum "
-                    "or the hotline obtains the original under its own legal process.",
+            "image_included": image["included"],
+            "image": image,
+            "note": "The image is included only where the operator's retention policy allows "
+                    "(docs/console.md); otherwise the forum or the hotline obtains the original "
+                    "under its own legal process.",
         }
-        self.store.audit(session.user, "export_evidence", item.key, "", now)
+        # the audit says whether the image went out, never its bytes
+        self.store.audit(session.user, "export_evidence", item.key,
+                         "image included" if image["included"] else "", now)
         name = f"evidence-{item.content_type}-{item.content_id}.json"
         return web.json_response(package, dumps=lambda o: json.dumps(o, indent=2), headers={
             **_CONSOLE_HEADERS, "Content-Disposition": f'attachment; filename="{quote(name)}"'})
