@@ -4,12 +4,15 @@ through the console's POST becomes a review and decide's `restore` takedown."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,6 +24,7 @@ from streams.codec import encode
 from streams.events import AlertData
 from streams.topics import ALERTS, IMAGES, POSTS, REPORTS, REVIEWS, TAKEDOWNS, VERDICTS
 from tests.integration.console_env import (
+    CSAM_IMAGE,
     PASSWORD,
     csam_image_event,
     held_image_event,
@@ -238,3 +242,30 @@ async def _raw(bootstrap: str, name: str, key: bytes, timeout: float = 60) -> li
     finally:
         await consumer.stop()
     return found
+
+
+async def test_evidence_retention_keeps_the_matched_image_encrypted(
+        broker: EmbeddedBroker, tmp_path: Path) -> None:
+    key = base64.b64encode(os.urandom(32)).decode()
+    retaining = start_console_worker(broker.url, tmp_path / "retain",
+                                     VIGIL_CONSOLE_EVIDENCE_RETENTION="hash_match",
+                                     VIGIL_CONSOLE_EVIDENCE_KEY=key)
+    try:
+        await produce(broker.bootstrap, topic(retaining, IMAGES), [csam_image_event("img-ev")])
+        async with aiohttp.ClientSession(retaining.url(""),
+                                         cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+            await login(client, "mo")
+            await wait_in_queue(client, "img-ev", "block")
+            async with client.get("/console/items/image/img-ev/evidence.json") as r:
+                package = await r.json()
+    finally:
+        retaining.stop()
+    assert package["image_included"] is True
+    assert base64.b64decode(package["image"]["data_b64"]) == CSAM_IMAGE
+    blobs = list((tmp_path / "retain" / "evidence").glob("*.evd"))
+    assert len(blobs) == 1
+    raw = blobs[0].read_bytes()
+    assert CSAM_IMAGE[:64] not in raw and base64.b64encode(CSAM_IMAGE)[:64] not in raw
+    assert key.encode() not in raw
+    log = retaining.log_path.read_bytes()
+    assert base64.b64encode(CSAM_IMAGE)[:64] not in log
