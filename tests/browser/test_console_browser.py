@@ -25,7 +25,7 @@ import pytest
 
 from streams.codec import encode
 from streams.events import AlertData
-from streams.topics import ALERTS, IMAGES, REPORTS, TAKEDOWNS
+from streams.topics import ALERTS, IMAGES, POSTS, REPORTS, TAKEDOWNS
 from tests.integration.console_env import (
     CSAM_IMAGE,
     PASSWORD,
@@ -34,7 +34,7 @@ from tests.integration.console_env import (
     report_event,
     start_console_worker,
 )
-from tests.integration.helpers import Worker, collect, produce, topic
+from tests.integration.helpers import Worker, collect, post_event, produce, topic
 from vigil.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -217,11 +217,18 @@ def test_screenshots(chrome: Any, worker: Worker, broker: EmbeddedBroker) -> Non
                        mitigation="young_accounts_read_only", decision_id="dec-mit-t-841",
                        scope="thread", trigger="thread_raid", resolved=False,
                        expires_at=(datetime.now(timezone.utc) + timedelta(minutes=45)).isoformat())
+    raid_posts = []
+    for i in range(4):  # the raid's posts, each allowed on its own
+        event = post_event(f"p-841-{i}", body=f"everyone come look {i}")
+        event["data"].update(thread_id="t-841", author={"id": f"new-{i}"})
+        raid_posts.append(json.dumps({**event, "time": datetime.now(timezone.utc).isoformat()})
+                          .encode())
+    asyncio.run(produce(broker.bootstrap, topic(worker, POSTS), raid_posts))
     for key, value in (raid, lock):
         asyncio.run(produce(broker.bootstrap, topic(worker, ALERTS), [value], key=key))
     login(chrome, worker, "mo")
     wait_for(lambda: chrome.get(worker.url("/console/")) or
-             "young_accounts_read_only" in chrome.page_source, "the mitigation")
+             "Hide all 4 posts/images" in chrome.page_source, "the raid's posts")
     wait_for_item(chrome, worker, "img-s-2", "hold_for_review")
     wait_for_item(chrome, worker, "img-s-csam", "Image withheld")
     for img in chrome.find_elements(By.CSS_SELECTOR, "img.thumb"):

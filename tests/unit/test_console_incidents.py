@@ -126,7 +126,7 @@ async def test_hide_all_sends_one_confirm_per_post_with_its_decision(
     await client.post("/console/logout", data={"csrf": csrf})
     csrf = await login(client, "mod")
     page = await (await client.get("/console/")).text()
-    assert "Hide all 4 post(s)" in page
+    assert "Hide all 4 posts/images" in page
     response = await client.post("/console/alerts/hide",
                                  data={"dedup_key": "raid:t-raid", "csrf": csrf})
     assert response.status == 200
