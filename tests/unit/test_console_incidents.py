@@ -76,6 +76,10 @@ def test_content_of_alert_covers_thread_and_accounts_in_the_incident() -> None:
     assert sorted(found) == ["p1", "p2", "p3", "p4"]
     assert found["p1"].decision_id == "dec-p1" and found["p1"].verdict == "allow"
     assert found["p3"].decision_id == "dec-p3"  # filled in from the earlier verdict
+    assert store.claim("post:p2", "other-mod", T0 + 10, 600) is None
+    claimed = {c.content_id for c in store.content_of_alert(raid, T0 + 20, "mod")}
+    assert claimed == {"p1", "p3", "p4"}  # p2 is being reviewed by someone else
+    assert len(store.content_of_alert(raid, T0 + 20, "other-mod")) == 4
 
 
 def test_review_of_allowed_post_closes_it_so_the_hide_is_not_queued() -> None:

@@ -75,11 +75,10 @@ async def test_export_includes_the_image_only_where_policy_allows(
     package = await (await client.get("/console/items/image/img-match/evidence.json")).json()
     assert package["image_included"] is False and "data_b64" not in package["image"]
 
-    h.console.config = type(h.console.config)(**{
-        **{f: getattr(h.console.config, f) for f in h.console.config.__struct_fields__},
-        "evidence_retention": "hash_match"})
-    h.console.vault = EvidenceVault(tmp_path / "vault", KEY, retention_s=86400)
-    assert await h.console.retain_evidence() == 1  # the bank match, not the held item
+    retainer = h.console.retainer
+    retainer.policy = "hash_match"
+    retainer.vault = EvidenceVault(tmp_path / "vault", KEY, retention_s=86400)
+    assert await retainer.run_once() == 1  # the bank match, not the held item
     package = await (await client.get("/console/items/image/img-match/evidence.json")).json()
     assert package["image_included"] is True
     assert base64.b64decode(package["image"]["data_b64"]) == original

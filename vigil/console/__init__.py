@@ -49,7 +49,7 @@ def _vault(settings: Any) -> Any:
 async def _retain_forever(console: Any) -> None:
     while True:
         try:
-            await console.retain_evidence()
+            await console.retainer.run_once()
         except Exception:  # noqa: BLE001 - retried next round; never logs image bytes
             log.exception("evidence retention round failed")
         await asyncio.sleep(RETAIN_EVERY_S)
@@ -86,7 +86,7 @@ def mount(app: web.Application, settings: Any, ctx: Any) -> None:
 
     async def start(_: web.Application) -> None:
         await feed.start()
-        if console.vault is not None:
+        if console.retainer.vault is not None:
             tasks.append(asyncio.create_task(_retain_forever(console), name="console.retain"))
 
     async def stop(_: web.Application) -> None:

@@ -229,7 +229,8 @@ class ConsoleStore(Protocol):
     def open_alerts(self) -> list[Alert]: ...
     def alert(self, dedup_key: str) -> Alert | None: ...
     def items_of_alert(self, alert: Alert) -> list[Item]: ...
-    def content_of_alert(self, alert: Alert) -> list[Content]: ...
+    def content_of_alert(self, alert: Alert, now: float | None = None,
+                         user: str | None = None) -> list[Content]: ...
     def image_items(self) -> list[Item]: ...
     def pointer(self, key: str) -> dict[str, Any] | None: ...
     def author_activity(self, author_id: str, now: float, hours: float = 24) -> int: ...
@@ -577,25 +578,35 @@ class SqliteStore:
             (json.dumps(ids), thread, thread))
         return [_item(r) for r in rows]
 
-    def content_of_alert(self, alert: Alert) -> list[Content]:
+    def content_of_alert(self, alert: Alert, now: float | None = None,
+                         user: str | None = None) -> list[Content]:
         """Every post and image of an incident that has a verdict and is not already
         confirmed or restored: in the alert's thread or by the accounts it names, seen from
         its `first_seen` to its `last_seen` (no end while it is open), plus the content it
-        names by id. Allowed content included: a raid is mostly posts that each looked fine."""
+        names by id. Allowed content included: a raid is mostly posts that each looked fine.
+        With `user`, content someone else has a live claim on is left out.
+
+        Three indexed lookups (ids, thread, accounts) in a UNION: the content table holds
+        every post, and the live page asks this for every open incident."""
         thread = alert.target_id if alert.target_type == "thread" else None
         start = alert.first_seen if alert.first_seen is not None else -1.0
         end = alert.last_seen if alert.resolved and alert.last_seen is not None else 1e18
+        ids = sorted(alert.content_ids())
+        keys = [content_key(t, i) for i in ids for t in ("post", "image")]
         rows = self._rows(
             "SELECT c.key, c.decision_id, c.verdict FROM content c"
-            " LEFT JOIN items i ON i.key = c.key"
-            " WHERE c.decision_id IS NOT NULL"
+            " LEFT JOIN items i ON i.key = c.key WHERE c.key IN ("
+            "  SELECT key FROM content WHERE key IN (SELECT value FROM json_each(?))"
+            "  UNION SELECT key FROM content WHERE thread_id = ? AND seen_at BETWEEN ? AND ?"
+            "  UNION SELECT key FROM content WHERE author_id IN (SELECT value FROM json_each(?))"
+            "   AND seen_at BETWEEN ? AND ?)"
+            " AND c.decision_id IS NOT NULL"
             " AND COALESCE(i.status, 'open') NOT IN ('confirmed', 'restored')"
-            " AND (substr(c.key, instr(c.key, ':') + 1) IN (SELECT value FROM json_each(?))"
-            "  OR (c.seen_at BETWEEN ? AND ? AND ((? IS NOT NULL AND c.thread_id = ?)"
-            "   OR c.author_id IN (SELECT value FROM json_each(?)))))"
+            " AND (? IS NULL OR i.claimed_by IS NULL OR i.claimed_by = ?"
+            "  OR i.claim_expires <= ?)"
             " ORDER BY c.seen_at",
-            (json.dumps(sorted(alert.content_ids())), start, end, thread, thread,
-             json.dumps(sorted(alert.account_ids()))))
+            (json.dumps(keys), thread, start, end, json.dumps(sorted(alert.account_ids())),
+             start, end, user, user, now or 0.0))
         return [Content(r["key"], *r["key"].split(":", 1), r["decision_id"], r["verdict"])
                 for r in rows]
 

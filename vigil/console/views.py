@@ -9,7 +9,6 @@ they, and every un-blur, are written to the audit log. `/status` and `/status.js
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import logging
@@ -29,8 +28,8 @@ from aiohttp import web
 from agents.policy import PolicyStore
 from streams.events import ImageData, PostData, ReviewData
 from streams.topics import IMAGES, POSTS
-from vigil.console import incidents, thumbs
-from vigil.console.vault import EvidenceVault, Retention, VaultError, eligible
+from vigil.console import evidence, incidents, thumbs
+from vigil.console.vault import EvidenceVault, Retention
 from vigil.console.auth import (
     ROLES,
     RateLimiter,
@@ -132,7 +131,8 @@ class Console:
         self.prefix = prefix
         self.feed_healthy = feed_healthy
         self.clock = clock
-        self.vault = vault
+        self.retainer = evidence.Retainer(config.evidence_retention, vault, store,
+                                          self._original_image, clock)
         self.users = Users(config.users_file)
         self.limiter = RateLimiter(config.login_max_failures, 900)
         self.policy = PolicyStore(config.policy)
@@ -521,7 +521,7 @@ class Console:
         if alert is None:
             raise web.HTTPBadRequest(text="unknown alert")
         note = f"bulk hide for alert {alert.kind} {alert.dedup_key}"
-        contents = self.store.content_of_alert(alert)
+        contents = self.store.content_of_alert(alert, self.clock(), session.user)
         reviews = [ReviewData(decision_id=c.decision_id, outcome="confirm",
                               reviewer=session.user, note=note, content_id=c.content_id)
                    for c in contents]
@@ -575,88 +575,20 @@ class Console:
 
     # ------------------------------------------------------------------ evidence
 
-    async def retain_evidence(self) -> int:
-        """Copy eligible images into the vault while the broker still has them; drop the
-        blobs of items no longer eligible (restored) and expired ones. Returns how many were
-        stored. Runs periodically while retention is on."""
-        if self.vault is None:
-            return 0
-        stored = 0
-        for item in self.store.image_items():
-            if not eligible(self.config.evidence_retention, item):
-                if item.status == "restored":
-                    self.vault.delete(item.key)
-                continue
-            if self.vault.has(item.key):
-                continue
-            image = await self._original_image(item)
-            if image is not None:
-                await asyncio.to_thread(self.vault.put, item.key, image, self.clock())
-                stored += 1
-        self.vault.purge(self.clock())
-        return stored
-
-    async def _retained(self, item: Item, session: Session) -> dict[str, Any]:
-        """The image part of an evidence package: the image only where retention allows."""
-        if self.vault is None:
-            return {"included": False, "why": "retention is off: Vigil keeps no images"}
-        if not eligible(self.config.evidence_retention, item):
-            return {"included": False, "why": f"the retention policy "
-                    f"({self.config.evidence_retention}) does not cover this item"}
-        if not role_at_least(session.role, "moderator"):  # never for a volunteer
-            return {"included": False, "why": "role"}
-        try:
-            if not self.vault.has(item.key):
-                await self.retain_evidence()
-            kept = self.vault.get(item.key, self.clock())
-        except VaultError as exc:
-            return {"included": False, "why": str(exc)}
-        if kept is None:
-            return {"included": False, "why": "not retained (gone from the broker, or expired)"}
-        return {"included": True, "sha256": kept.sha256, "key_id": kept.key_id,
-                "retained_at": iso(kept.stored_at), "delete_after": iso(kept.expires_at),
-                "data_b64": base64.b64encode(kept.image).decode()}
-
     async def evidence(self, request: web.Request, session: Session) -> web.Response:
-        """An evidence package for the police or a hotline; the image itself only where the
-        retention policy allows (`_retained`)."""
+        """An evidence package for the police or a hotline (`evidence.package`); the image
+        itself only where the retention policy allows."""
         item = self._item(request)
-        pointer = self.store.pointer(item.key) or {}
         now = self.clock()
-        image = await self._retained(item, session)
-        package = {
-            "format": "vigil-evidence/1",
-            "generated_at": iso(now),
-            "generated_by": session.user,
-            "content": {"type": item.content_type, "id": item.content_id,
-                        "post_id": item.post_id, "thread_id": item.thread_id},
-            "account": {"id": item.author_id,
-                        "created_at": pointer.get("author_created_at"),
-                        **_ip_hash(pointer.get("author_ip_hash"))},
-            "hashes": {"sha256": pointer.get("sha256")},
-            "matches": [r for r in item.reasons if r.get("bank") or r.get("label")],
-            "severity": item.severity,
-            "csam": item.csam,
-            "first_seen": iso(item.first_seen),
-            "status": item.status,
-            "reports": [{"report_id": r["report_id"], "reporter_id": r["reporter_id"],
-                         **_ip_hash(r.get("reporter_ip_hash")),
-                         "reason": r["reason"], "created_at": iso(r["created_at"])}
-                        for r in self.store.reports_of(item.key)],
-            "decision_trail": [{"at": iso(t["at"]), "kind": t["kind"], "event_id": t["event_id"],
-                                **t["detail"]} for t in self.store.trail(item.key)],
-            "source_event": {k: pointer.get(k) for k in ("topic", "partition", "offset")},
-            "image_included": image["included"],
-            "image": image,
-            "note": "The image is included only where the operator's retention policy allows "
-                    "(docs/console.md); otherwise the forum or the hotline obtains the original "
-                    "under its own legal process.",
-        }
+        image = await self.retainer.image_part(item, session.role)
+        body = evidence.package(item, self.store.pointer(item.key) or {},
+                                self.store.reports_of(item.key), self.store.trail(item.key),
+                                image, user=session.user, now=now)
         # the audit says whether the image went out, never its bytes
         self.store.audit(session.user, "export_evidence", item.key,
                          "image included" if image["included"] else "", now)
         name = f"evidence-{item.content_type}-{item.content_id}.json"
-        return web.json_response(package, dumps=lambda o: json.dumps(o, indent=2), headers={
+        return web.json_response(body, dumps=lambda o: json.dumps(o, indent=2), headers={
             **_CONSOLE_HEADERS, "Content-Disposition": f'attachment; filename="{quote(name)}"'})
 
     # ------------------------------------------------------------------ public status
@@ -687,11 +619,6 @@ class Console:
     async def status_page(self, request: web.Request) -> web.Response:
         return self.render("status.html", request, None, headers=_STATUS_HEADERS,
                            status_=self.status(), embed=request.query.get("embed") == "1")
-
-
-def _ip_hash(value: str | None) -> dict[str, str]:
-    """`{"ip_hash": value}` when the forum sent one (an optional extra field), else nothing."""
-    return {"ip_hash": value} if value else {}
 
 
 __all__ = ["SEVERITY_RANK", "Console", "ConsoleConfig", "POSTS"]
