@@ -4,7 +4,10 @@
 - `feed`: the consumer that keeps the store in step with the pipeline's topics;
 - `auth`: accounts (scrypt), signed sessions, CSRF, roles, login rate limit;
 - `thumbs`: blurred thumbnails (never for csam-bank matches);
-- `views`: the aiohttp handlers and Jinja2 templates (plain forms, no JavaScript).
+- `incidents`: open incidents and active mitigations as the page shows them;
+- `evidence` and `vault`: evidence packages, and the (opt-in) encrypted image retention;
+- `views`: the aiohttp handlers and Jinja2 templates (plain forms; one small same-origin
+  script, `static/live.js`, keeps the incidents current and is optional).
 
 `mount(app, settings, ctx)` is all the web service calls. See docs/console.md.
 """
