@@ -179,8 +179,10 @@ def test_new_incident_appears_on_an_open_page(chrome: Any, worker: Worker,
     summary = f"thread t-live-{uuid.uuid4().hex[:6]}: 40 posts in 5 min"
     key, value = alert_value("thread_raid", f"t-live-{uuid.uuid4().hex[:6]}", summary)
     asyncio.run(produce(broker.bootstrap, topic(worker, ALERTS), [value], key=key))
-    wait_for(lambda: summary in chrome.find_element(By.ID, "live-incidents").text,
-             "the new incident on the open page")
+    # read in one script call: the section is replaced whenever any incident changes
+    wait_for(lambda: summary in chrome.execute_script(
+        "return document.getElementById('live-incidents').textContent"),
+        "the new incident on the open page")
     # it arrived in place: the page was not reloaded (the marker survives a DOM swap only)
     assert chrome.execute_script("return window.vigilTestMarker") == "no reload"
     assert chrome.find_element(By.ID, "live").get_attribute("aria-live") == "polite"
