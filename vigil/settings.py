@@ -265,6 +265,22 @@ class Settings(BaseSettings):
         "download, share or re-post illegal images, not even to warn others.",
         description="Reporting guidance shown on /status (e.g. what to do at night)",
     )
+    console_evidence_retention: Literal["off", "hash_match", "confirmed"] = Field(
+        default="off",
+        description="Keep the image of an item for evidence export, encrypted at rest: off "
+        "(never), hash_match (bank matches), confirmed (bank matches and human-confirmed items)",
+    )
+    console_evidence_retention_days: float = Field(
+        default=90, gt=0, description="Retained evidence images are deleted after this long"
+    )
+    console_evidence_key: SecretStr | None = Field(
+        default=None,
+        description="AES-256-GCM key of the evidence vault: 32 bytes, base64 (needed when "
+        "retention is on; never in the repository)",
+    )
+    console_evidence_key_file: Path | None = Field(
+        default=None, description="File holding the evidence key (instead of the variable)"
+    )
 
     @field_validator("broker")
     @classmethod

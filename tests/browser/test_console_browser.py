@@ -14,13 +14,18 @@ import base64
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
-from streams.topics import ALERTS, IMAGES, REPORTS, TAKEDOWNS
+from streams.codec import encode
+from streams.events import AlertData
+from streams.topics import ALERTS, IMAGES, POSTS, REPORTS, TAKEDOWNS
 from tests.integration.console_env import (
     CSAM_IMAGE,
     PASSWORD,
@@ -29,7 +34,7 @@ from tests.integration.console_env import (
     report_event,
     start_console_worker,
 )
-from tests.integration.helpers import Worker, collect, produce, topic
+from tests.integration.helpers import Worker, collect, post_event, produce, topic
 from vigil.broker import EmbeddedBroker
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -151,6 +156,38 @@ def test_csam_blocked_image_never_reaches_the_browser(chrome: Any, worker: Worke
         assert "img-b-csam" not in (img.get_attribute("src") or "")
 
 
+def alert_value(kind: str, target_id: str, summary: str, **evidence: Any) -> tuple[bytes | None, bytes]:
+    """A `safety.alerts.v1` message, as decide/bursts would send it."""
+    now = datetime.now(timezone.utc)
+    data = msgspec.convert({
+        "alert_id": f"a-{uuid.uuid4().hex[:8]}", "kind": kind, "severity": "high",
+        "summary": summary, "target": {"type": "thread", "id": target_id},
+        "evidence": evidence, "first_seen": now - timedelta(minutes=2), "last_seen": now,
+        "dedup_key": f"{kind}:{target_id}"}, AlertData)
+    return encode(ALERTS, data, source="vigil/test")
+
+
+def test_new_incident_appears_on_an_open_page(chrome: Any, worker: Worker,
+                                              broker: EmbeddedBroker) -> None:
+    from selenium.webdriver.common.by import By
+
+    login(chrome, worker, "mo")
+    chrome.get(worker.url("/console/"))
+    live = chrome.find_element(By.ID, "live")
+    assert live.get_attribute("aria-live") == "polite"
+    chrome.execute_script("window.vigilTestMarker = 'no reload';")
+    summary = f"thread t-live-{uuid.uuid4().hex[:6]}: 40 posts in 5 min"
+    key, value = alert_value("thread_raid", f"t-live-{uuid.uuid4().hex[:6]}", summary)
+    asyncio.run(produce(broker.bootstrap, topic(worker, ALERTS), [value], key=key))
+    # read in one script call: the section is replaced whenever any incident changes
+    wait_for(lambda: summary in chrome.execute_script(
+        "return document.getElementById('live-incidents').textContent"),
+        "the new incident on the open page")
+    # it arrived in place: the page was not reloaded (the marker survives a DOM swap only)
+    assert chrome.execute_script("return window.vigilTestMarker") == "no reload"
+    assert chrome.find_element(By.ID, "live").get_attribute("aria-live") == "polite"
+
+
 def test_unauthenticated_browser_is_refused(chrome: Any, worker: Worker) -> None:
     chrome.get(worker.url("/console/"))
     assert "/console/login" in chrome.current_url
@@ -176,7 +213,24 @@ def test_screenshots(chrome: Any, worker: Worker, broker: EmbeddedBroker) -> Non
     asyncio.run(collect(broker.bootstrap, topic(worker, ALERTS),
                         lambda es: any(e["data"]["target"]["id"] == "img-s-csam"
                                        for e in es if e["data"].get("target"))))
+    raid = alert_value("thread_raid", "t-841", "thread t-841: 46 posts in 5 min (baseline "
+                       "1.2), 31 of 33 authors young")
+    lock = alert_value("mitigation", "t-841", "thread t-841: new accounts read-only",
+                       mitigation="young_accounts_read_only", decision_id="dec-mit-t-841",
+                       scope="thread", trigger="thread_raid", resolved=False,
+                       expires_at=(datetime.now(timezone.utc) + timedelta(minutes=45)).isoformat())
+    raid_posts = []
+    for i in range(4):  # the raid's posts, each allowed on its own
+        event = post_event(f"p-841-{i}", body=f"everyone come look {i}")
+        event["data"].update(thread_id="t-841", author={"id": f"new-{i}"})
+        raid_posts.append(json.dumps({**event, "time": datetime.now(timezone.utc).isoformat()})
+                          .encode())
+    asyncio.run(produce(broker.bootstrap, topic(worker, POSTS), raid_posts))
+    for key, value in (raid, lock):
+        asyncio.run(produce(broker.bootstrap, topic(worker, ALERTS), [value], key=key))
     login(chrome, worker, "mo")
+    wait_for(lambda: chrome.get(worker.url("/console/")) or
+             "Hide all 4 posts/images" in chrome.page_source, "the raid's posts")
     wait_for_item(chrome, worker, "img-s-2", "hold_for_review")
     wait_for_item(chrome, worker, "img-s-csam", "Image withheld")
     for img in chrome.find_elements(By.CSS_SELECTOR, "img.thumb"):

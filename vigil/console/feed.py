@@ -22,6 +22,7 @@ import logging
 import time
 from typing import Any
 
+import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
@@ -43,6 +44,21 @@ FEED_TOPICS: tuple[TopicSpec, ...] = (POSTS, IMAGES, REPORTS, VERDICTS, TAKEDOWN
                                       REVIEWS)
 
 
+_RAW = msgspec.json.Decoder(dict)
+
+
+def ip_hash(value: bytes | None, account: str) -> str | None:
+    """The forum's optional `data.<account>.ip_hash`, an extra field the typed events drop
+    (docs/contract.md); read only from messages that mention it."""
+    if not value or b'"ip_hash"' not in value:
+        return None
+    try:
+        found = _RAW.decode(value).get("data", {}).get(account, {}).get("ip_hash")
+    except (msgspec.DecodeError, AttributeError):
+        return None
+    return found if isinstance(found, str) and found else None
+
+
 def apply_event(store: ConsoleStore, spec: TopicSpec, value: bytes | None, *,
                 topic: str, partition: int, offset: int, record_time: float) -> bool:
     """Apply one message to the store; False when it is not a valid event (intake
@@ -60,15 +76,15 @@ def apply_event(store: ConsoleStore, spec: TopicSpec, value: bytes | None, *,
     elif spec is ALERTS:
         store.apply_alert(data)
     elif spec is REPORTS:
-        store.apply_report(data, at)
+        store.apply_report(data, at, ip_hash(value, "reporter"))
     elif spec is REVIEWS:
         store.apply_review(data, at, event.id)
     elif spec is POSTS:
         store.record_content(content_key("post", data.post_id), topic, partition, offset,
-                             data, at)
+                             data, at, ip_hash(value, "author"))
     elif spec is IMAGES:
         store.record_content(content_key("image", data.image_id), topic, partition, offset,
-                             data, at)
+                             data, at, ip_hash(value, "author"))
     return True
 
 

@@ -33,6 +33,9 @@ from typing import Any, Protocol
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 CSAM_LABEL = "csam"
 
+# Columns added after the first release: (table, column, type), added to older databases.
+_ADDED_COLUMNS = (("reports", "reporter_ip_hash", "TEXT"), ("content", "author_ip_hash", "TEXT"))
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
     key TEXT PRIMARY KEY,            -- "image:img1" / "post:p1"
@@ -56,12 +59,13 @@ CREATE TABLE IF NOT EXISTS content (     -- every post/image seen: where its eve
     key TEXT PRIMARY KEY,
     topic TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER NOT NULL,
     author_id TEXT, author_created_at TEXT, thread_id TEXT, post_id TEXT,
-    seen_at REAL NOT NULL, decision_id TEXT, verdict TEXT, sha256 TEXT
+    seen_at REAL NOT NULL, decision_id TEXT, verdict TEXT, sha256 TEXT, author_ip_hash TEXT
 );
 CREATE INDEX IF NOT EXISTS content_author ON content(author_id, seen_at);
+CREATE INDEX IF NOT EXISTS content_thread ON content(thread_id, seen_at);
 CREATE TABLE IF NOT EXISTS reports (
     report_id TEXT PRIMARY KEY, target_key TEXT NOT NULL, reporter_id TEXT,
-    reason TEXT, created_at REAL NOT NULL
+    reason TEXT, created_at REAL NOT NULL, reporter_ip_hash TEXT
 );
 CREATE INDEX IF NOT EXISTS reports_target ON reports(target_key);
 CREATE TABLE IF NOT EXISTS alerts (
@@ -173,6 +177,25 @@ class Alert:
                 ids.update(str(v) for v in value)
         return ids
 
+    def account_ids(self) -> set[str]:
+        """Accounts the alert names (an account target, `*account_ids` lists in evidence)."""
+        ids = {self.target_id} if self.target_type == "account" and self.target_id else set()
+        for name, value in self.evidence.items():
+            if name.endswith("account_ids") and isinstance(value, list):
+                ids.update(str(v) for v in value)
+        return ids
+
+
+@dataclass(frozen=True)
+class Content:
+    """A post or image of an incident, with the verdict decision a review must name."""
+
+    key: str
+    content_type: str
+    content_id: str
+    decision_id: str
+    verdict: str | None
+
 
 @dataclass
 class Session:
@@ -192,10 +215,10 @@ class ConsoleStore(Protocol):
     def apply_verdict(self, data: Any, at: float, event_id: str) -> None: ...
     def apply_takedown(self, data: Any, at: float, event_id: str) -> None: ...
     def apply_alert(self, data: Any) -> None: ...
-    def apply_report(self, data: Any, at: float) -> None: ...
+    def apply_report(self, data: Any, at: float, ip_hash: str | None = None) -> None: ...
     def apply_review(self, data: Any, at: float, event_id: str) -> None: ...
     def record_content(self, key: str, topic: str, partition: int, offset: int,
-                       data: Any, at: float) -> None: ...
+                       data: Any, at: float, ip_hash: str | None = None) -> None: ...
     def set_offsets(self, offsets: dict[tuple[str, int], int]) -> None: ...
     def offsets(self) -> dict[tuple[str, int], int]: ...
     def queue(self, now: float, limit: int = 200) -> list[Item]: ...
@@ -206,6 +229,9 @@ class ConsoleStore(Protocol):
     def open_alerts(self) -> list[Alert]: ...
     def alert(self, dedup_key: str) -> Alert | None: ...
     def items_of_alert(self, alert: Alert) -> list[Item]: ...
+    def content_of_alert(self, alert: Alert, now: float | None = None,
+                         user: str | None = None) -> list[Content]: ...
+    def image_items(self) -> list[Item]: ...
     def pointer(self, key: str) -> dict[str, Any] | None: ...
     def author_activity(self, author_id: str, now: float, hours: float = 24) -> int: ...
     def reports_of(self, key: str) -> list[dict[str, Any]]: ...
@@ -241,6 +267,10 @@ class SqliteStore:
             Path(path).chmod(0o600)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        for table, column, kind in _ADDED_COLUMNS:
+            known = {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in known:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     @classmethod
     def memory(cls) -> SqliteStore:
@@ -373,8 +403,9 @@ class SqliteStore:
                  epoch(data.last_seen) if data.last_seen else None, data.count,
                  int(bool(evidence.get("resolved"))), data.runbook_url))
 
-    def apply_report(self, data: Any, at: float) -> None:
-        """A member report: counted once per `report_id`; reported posts/images join the queue."""
+    def apply_report(self, data: Any, at: float, ip_hash: str | None = None) -> None:
+        """A member report: counted once per `report_id`; reported posts/images join the queue.
+        `ip_hash` is the forum's optional `reporter.ip_hash` (kept for evidence export)."""
         if data.target_type not in ("post", "image"):
             return  # account reports: counted by burst detection, no queue item of their own
         key = content_key(data.target_type, data.target_id)
@@ -382,8 +413,8 @@ class SqliteStore:
         with self.transaction() as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO reports (report_id, target_key, reporter_id, reason,"
-                " created_at) VALUES (?, ?, ?, ?, ?)",
-                (data.report_id, key, data.reporter.id, data.reason, created))
+                " created_at, reporter_ip_hash) VALUES (?, ?, ?, ?, ?, ?)",
+                (data.report_id, key, data.reporter.id, data.reason, created, ip_hash))
             if cursor.rowcount != 1:
                 return
             known = db.execute("SELECT * FROM content WHERE key = ?", (key,)).fetchone()
@@ -401,35 +432,60 @@ class SqliteStore:
                  known["verdict"] if known else None, key))
 
     def apply_review(self, data: Any, at: float, event_id: str) -> None:
-        """A review on the topic (ours or another console's/the forum's): trail + status."""
+        """A review on the topic (ours or another console's/the forum's): trail + status.
+
+        A review of content that never was in the queue (a bulk hide of *allowed* posts)
+        opens its item already reviewed, so decide's answering takedown does not queue it."""
         if not data.content_id:
             return
         with self.transaction() as db:
             row = db.execute("SELECT key FROM items WHERE content_id = ? AND decision_id = ?",
                              (data.content_id, data.decision_id)).fetchone()
             if row is None:
-                return
+                row = db.execute(
+                    "SELECT * FROM content WHERE key IN (?, ?) AND decision_id = ?",
+                    (content_key("post", data.content_id),
+                     content_key("image", data.content_id), data.decision_id)).fetchone()
+                if row is None:
+                    return
+                self._upsert_item(db, row["key"], {
+                    "type": row["key"].split(":", 1)[0], "id": data.content_id,
+                    "post_id": row["post_id"], "thread_id": row["thread_id"],
+                    "author_id": row["author_id"]}, at)
+                db.execute("UPDATE items SET decision_id = ?, verdict = ? WHERE key = ?",
+                           (row["decision_id"], row["verdict"], row["key"]))
             if self._trail(db, event_id, row["key"], "review", at,
                            {"outcome": data.outcome, "reviewer": data.reviewer,
                             "note": data.note, "decision_id": data.decision_id}):
                 self._mark(db, row["key"], data.outcome, data.reviewer or "?", at)
 
     def record_content(self, key: str, topic: str, partition: int, offset: int,
-                       data: Any, at: float) -> None:
-        """Where a post's/image's event is (never its bytes) and who wrote it."""
+                       data: Any, at: float, ip_hash: str | None = None) -> None:
+        """Where a post's/image's event is (never its bytes), who wrote it (with the forum's
+        optional `author.ip_hash`), and its verdict's decision when the verdict came first."""
         author = data.author
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO content (key, topic, partition, \"offset\", author_id,"
-                " author_created_at, thread_id, post_id, seen_at, sha256)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET"
+                " author_created_at, thread_id, post_id, seen_at, sha256, author_ip_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET"
                 " topic = excluded.topic, partition = excluded.partition,"
                 " \"offset\" = excluded.\"offset\", author_id = excluded.author_id,"
-                " author_created_at = excluded.author_created_at",
+                " author_created_at = excluded.author_created_at,"
+                " author_ip_hash = excluded.author_ip_hash",
                 (key, topic, partition, offset, author.id,
                  author.created_at.isoformat() if author.created_at else None,
                  getattr(data, "thread_id", None), getattr(data, "post_id", None), at,
-                 getattr(data, "sha256", None)))
+                 getattr(data, "sha256", None), ip_hash))
+            # the feed reads topics in parallel: the verdict may have been applied first
+            latest = db.execute(
+                "SELECT detail FROM trail WHERE key = ? AND kind = 'verdict'"
+                " ORDER BY at DESC LIMIT 1", (key,)).fetchone()
+            if latest is not None:
+                verdict = json.loads(latest["detail"])
+                db.execute("UPDATE content SET decision_id = ?, verdict = ? WHERE key = ?"
+                           " AND decision_id IS NULL",
+                           (verdict["decision_id"], verdict["verdict"], key))
 
     def set_offsets(self, offsets: dict[tuple[str, int], int]) -> None:
         with self.transaction() as db:
@@ -521,6 +577,42 @@ class SqliteStore:
             " (SELECT value FROM json_each(?)) OR (? IS NOT NULL AND thread_id = ?))",
             (json.dumps(ids), thread, thread))
         return [_item(r) for r in rows]
+
+    def content_of_alert(self, alert: Alert, now: float | None = None,
+                         user: str | None = None) -> list[Content]:
+        """Every post and image of an incident that has a verdict and is not already
+        confirmed or restored: in the alert's thread or by the accounts it names, seen from
+        its `first_seen` to its `last_seen` (no end while it is open), plus the content it
+        names by id. Allowed content included: a raid is mostly posts that each looked fine.
+        With `user`, content someone else has a live claim on is left out.
+
+        Three indexed lookups (ids, thread, accounts) in a UNION: the content table holds
+        every post, and the live page asks this for every open incident."""
+        thread = alert.target_id if alert.target_type == "thread" else None
+        start = alert.first_seen if alert.first_seen is not None else -1.0
+        end = alert.last_seen if alert.resolved and alert.last_seen is not None else 1e18
+        ids = sorted(alert.content_ids())
+        keys = [content_key(t, i) for i in ids for t in ("post", "image")]
+        rows = self._rows(
+            "SELECT c.key, c.decision_id, c.verdict FROM content c"
+            " LEFT JOIN items i ON i.key = c.key WHERE c.key IN ("
+            "  SELECT key FROM content WHERE key IN (SELECT value FROM json_each(?))"
+            "  UNION SELECT key FROM content WHERE thread_id = ? AND seen_at BETWEEN ? AND ?"
+            "  UNION SELECT key FROM content WHERE author_id IN (SELECT value FROM json_each(?))"
+            "   AND seen_at BETWEEN ? AND ?)"
+            " AND c.decision_id IS NOT NULL"
+            " AND COALESCE(i.status, 'open') NOT IN ('confirmed', 'restored')"
+            " AND (? IS NULL OR i.claimed_by IS NULL OR i.claimed_by = ?"
+            "  OR i.claim_expires <= ?)"
+            " ORDER BY c.seen_at",
+            (json.dumps(keys), thread, start, end, json.dumps(sorted(alert.account_ids())),
+             start, end, user, user, now or 0.0))
+        return [Content(r["key"], *r["key"].split(":", 1), r["decision_id"], r["verdict"])
+                for r in rows]
+
+    def image_items(self) -> list[Item]:
+        """Every image item (open or closed): the evidence vault's candidates."""
+        return [_item(r) for r in self._rows("SELECT * FROM items WHERE content_type = 'image'")]
 
     def pointer(self, key: str) -> dict[str, Any] | None:
         rows = self._rows("SELECT * FROM content WHERE key = ?", (key,))

@@ -9,6 +9,7 @@ they, and every un-blur, are written to the audit log. `/status` and `/status.js
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import secrets
@@ -27,7 +28,8 @@ from aiohttp import web
 from agents.policy import PolicyStore
 from streams.events import ImageData, PostData, ReviewData
 from streams.topics import IMAGES, POSTS
-from vigil.console import thumbs
+from vigil.console import evidence, incidents, thumbs
+from vigil.console.vault import EvidenceVault, Retention
 from vigil.console.auth import (
     ROLES,
     RateLimiter,
@@ -50,7 +52,7 @@ _IMAGE_DECODER = msgspec.json.Decoder(dict)
 
 _CONSOLE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; style-src 'self'; "
-    "script-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -83,6 +85,7 @@ class ConsoleConfig(msgspec.Struct, frozen=True, kw_only=True):
     support_links: dict[str, str] = {}
     status_guidance: str = ""
     policy: Path | None = None
+    evidence_retention: Retention = "off"
 
     @classmethod
     def from_settings(cls, settings: Any) -> ConsoleConfig:
@@ -104,6 +107,7 @@ class ConsoleConfig(msgspec.Struct, frozen=True, kw_only=True):
             support_links=dict(settings.console_support_links),
             status_guidance=settings.console_status_guidance,
             policy=settings.policy,
+            evidence_retention=settings.console_evidence_retention,
         )
 
 
@@ -118,7 +122,8 @@ class Console:
     def __init__(self, config: ConsoleConfig, store: ConsoleStore, publish: Publish,
                  fetch: Fetch | None = None, *, prefix: str = "",
                  feed_healthy: Callable[[], bool] = lambda: True,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 vault: EvidenceVault | None = None) -> None:
         self.config = config
         self.store = store
         self.publish = publish
@@ -126,6 +131,8 @@ class Console:
         self.prefix = prefix
         self.feed_healthy = feed_healthy
         self.clock = clock
+        self.retainer = evidence.Retainer(config.evidence_retention, vault, store,
+                                          self._original_image, clock)
         self.users = Users(config.users_file)
         self.limiter = RateLimiter(config.login_max_failures, 900)
         self.policy = PolicyStore(config.policy)
@@ -134,7 +141,8 @@ class Console:
             autoescape=jinja2.select_autoescape(["html"]),
             undefined=jinja2.StrictUndefined,
         )
-        self.env.filters.update(iso=iso, age=age, q=lambda s: quote(str(s), safe=""))
+        self.env.filters.update(iso=iso, age=age, q=lambda s: quote(str(s), safe=""),
+                                digest=lambda s: hashlib.sha256(str(s).encode()).hexdigest()[:16])
         self.env.globals.update(ROLES=ROLES)
 
     # ------------------------------------------------------------------ wiring
@@ -159,6 +167,10 @@ class Console:
         r.add_post("/console/items/{ctype}/{cid}/review", self.action(self.review))
         r.add_post("/console/items/{ctype}/{cid}/unblur", self.action(self.unblur))
         r.add_post("/console/alerts/bulk", self.action(self.bulk, "moderator"))
+        r.add_post("/console/alerts/hide", self.action(self.hide_all, "moderator"))
+        r.add_post("/console/mitigations/lift", self.action(self.lift, "moderator"))
+        r.add_get("/console/live", self.page(self.live_fragment))
+        r.add_get("/console/api/alerts", self.page(self.alerts_json))
         r.add_post("/console/page", self.action(self.page_oncall))
         r.add_post("/console/prefs", self.action(self.prefs))
         r.add_get("/console/audit", self.page(self.audit_page, "admin"))
@@ -282,12 +294,36 @@ class Console:
                   f"{', '.join(hours.days)}")
         return {"staffed": staffed, "on_call": who.strip(), "hours": window}
 
+    def live(self) -> dict[str, Any]:
+        """What the live part of the queue page shows: on-call banner, incidents (with how
+        many posts a bulk hide would cover) and active mitigations."""
+        alerts, mitigations = incidents.split(self.store.open_alerts())
+        return {"oncall": self.oncall(), "alerts": alerts, "mitigations": mitigations,
+                "hideable": {a.dedup_key: len(self.store.content_of_alert(a)) for a in alerts}}
+
     async def queue_page(self, request: web.Request, session: Session) -> web.Response:
         now = self.clock()
         return self.render("queue.html", request, session, items=self.store.queue(now),
-                           alerts=self.store.open_alerts(), oncall=self.oncall(),
                            sla_s=self.config.sla_s, can_unblur=self.can_unblur(session),
-                           message=request.query.get("msg"))
+                           message=request.query.get("msg"), **self.live())
+
+    async def live_fragment(self, request: web.Request, session: Session) -> web.Response:
+        """The banner and incidents alone, polled by live.js to update them in place."""
+        return self.render("_live.html", request, session, **self.live())
+
+    async def alerts_json(self, request: web.Request, session: Session) -> web.Response:
+        live = self.live()
+        now = self.clock()
+        return web.json_response({
+            "incidents": [{"dedup_key": a.dedup_key, "kind": a.kind, "severity": a.severity,
+                           "summary": a.summary, "hideable": live["hideable"][a.dedup_key]}
+                          for a in live["alerts"]],
+            "mitigations": [{"dedup_key": m.dedup_key, "mitigation": m.what,
+                             "scope": {"type": m.scope_type, "id": m.scope_id},
+                             "decision_id": m.decision_id, "expires_in_s":
+                             None if m.expires_at is None else round(m.expires_in(now))}
+                            for m in live["mitigations"]],
+        }, headers={"Cache-Control": "no-store"})
 
     async def queue_json(self, request: web.Request, session: Session) -> web.Response:
         now = self.clock()
@@ -341,7 +377,14 @@ class Console:
 
     async def _image_bytes(self, item: Item) -> bytes | None:
         """The held image's bytes, read back from the images topic. Never for csam items."""
-        if item.csam or item.content_type != "image" or self.fetch is None:
+        if item.csam:
+            return None
+        return await self._original_image(item)
+
+    async def _original_image(self, item: Item) -> bytes | None:
+        """The image's bytes from the images topic, csam or not: only `_image_bytes` (which
+        refuses csam) and the evidence vault call this."""
+        if item.content_type != "image" or self.fetch is None:
             return None
         pointer = self.store.pointer(item.key)
         if pointer is None or pointer["topic"] != IMAGES.full_name(self.prefix):
@@ -470,6 +513,45 @@ class Console:
                          f"alert {alert.dedup_key}: {done} item(s)", now)
         raise web.HTTPFound(f"/console/?msg={quote(f'{outcome}: {done} item(s) of {alert.kind}')}")
 
+    async def hide_all(self, request: web.Request, session: Session, form: Any) -> web.Response:
+        """Hide every post of a raid: one `confirm` review per post or image of the incident,
+        naming that content's own verdict decision, allowed ones included (decide answers a
+        confirm of allowed content with a `hide` takedown)."""
+        alert = self.store.alert(str(form.get("dedup_key", "")))
+        if alert is None:
+            raise web.HTTPBadRequest(text="unknown alert")
+        note = f"bulk hide for alert {alert.kind} {alert.dedup_key}"
+        contents = self.store.content_of_alert(alert, self.clock(), session.user)
+        reviews = [ReviewData(decision_id=c.decision_id, outcome="confirm",
+                              reviewer=session.user, note=note, content_id=c.content_id)
+                   for c in contents]
+        await asyncio.gather(*(self.publish(review) for review in reviews))
+        now = self.clock()
+        for content, review in zip(contents, reviews):
+            self.store.mark_reviewed(content.key, "confirm", session.user, now)
+            self.store.audit(session.user, "bulk_hide", content.key,
+                             json.dumps({"decision_id": review.decision_id,
+                                         "alert": alert.dedup_key}), now)
+        self.store.audit(session.user, "bulk_hide", None,
+                         f"alert {alert.dedup_key}: {len(reviews)} item(s)", now)
+        raise web.HTTPFound("/console/?msg=" + quote(
+            f"hide: {len(reviews)} post(s)/image(s) of {alert.kind}"))
+
+    async def lift(self, request: web.Request, session: Session, form: Any) -> web.Response:
+        """Lift a mitigation now: a `restore` review of its decision, keyed by its scope."""
+        alert = self.store.alert(str(form.get("dedup_key", "")))
+        found = incidents.mitigation(alert) if alert is not None and not alert.resolved else None
+        if found is None:
+            raise web.HTTPBadRequest(text="no such active mitigation")
+        await self.publish(ReviewData(decision_id=found.decision_id, outcome="restore",
+                                      reviewer=session.user, note="lifted from the console",
+                                      content_id=found.scope_id))
+        self.store.audit(session.user, "lift_mitigation", f"{found.scope_type}:{found.scope_id}",
+                         json.dumps({"decision_id": found.decision_id, "mitigation": found.what,
+                                     "alert": found.dedup_key}), self.clock())
+        raise web.HTTPFound("/console/?msg=" + quote(
+            f"Lift requested: {found.what} on {found.scope_type} {found.scope_id}."))
+
     async def page_oncall(self, request: web.Request, session: Session,
                           form: Any) -> web.Response:
         """Page the next escalation level: an `escalate` review, which decide turns into a
@@ -494,37 +576,19 @@ class Console:
     # ------------------------------------------------------------------ evidence
 
     async def evidence(self, request: web.Request, session: Session) -> web.Response:
-        """An evidence package for the police or a hotline. Never contains image bytes."""
+        """An evidence package for the police or a hotline (`evidence.package`); the image
+        itself only where the retention policy allows."""
         item = self._item(request)
-        pointer = self.store.pointer(item.key) or {}
         now = self.clock()
-        package = {
-            "format": "vigil-evidence/1",
-            "generated_at": iso(now),
-            "generated_by": session.user,
-            "content": {"type": item.content_type, "id": item.content_id,
-                        "post_id": item.post_id, "thread_id": item.thread_id},
-            "account": {"id": item.author_id,
-                        "created_at": pointer.get("author_created_at")},
-            "hashes": {"sha256": pointer.get("sha256")},
-            "matches": [r for r in item.reasons if r.get("bank") or r.get("label")],
-            "severity": item.severity,
-            "csam": item.csam,
-            "first_seen": iso(item.first_seen),
-            "status": item.status,
-            "reports": [{"report_id": r["report_id"], "reporter_id": r["reporter_id"],
-                         "reason": r["reason"], "created_at": iso(r["created_at"])}
-                        for r in self.store.reports_of(item.key)],
-            "decision_trail": [{"at": iso(t["at"]), "kind": t["kind"], "event_id": t["event_id"],
-                                **t["detail"]} for t in self.store.trail(item.key)],
-            "source_event": {k: pointer.get(k) for k in ("topic", "partition", "offset")},
-            "image_included": False,
-            "note": "Image bytes are never included: Vigil does not retain them. The forum "
-                    "or the hotline obtains the original under its own legal process.",
-        }
-        self.store.audit(session.user, "export_evidence", item.key, "", now)
+        image = await self.retainer.image_part(item, session.role)
+        body = evidence.package(item, self.store.pointer(item.key) or {},
+                                self.store.reports_of(item.key), self.store.trail(item.key),
+                                image, user=session.user, now=now)
+        # the audit says whether the image went out, never its bytes
+        self.store.audit(session.user, "export_evidence", item.key,
+                         "image included" if image["included"] else "", now)
         name = f"evidence-{item.content_type}-{item.content_id}.json"
-        return web.json_response(package, dumps=lambda o: json.dumps(o, indent=2), headers={
+        return web.json_response(body, dumps=lambda o: json.dumps(o, indent=2), headers={
             **_CONSOLE_HEADERS, "Content-Disposition": f'attachment; filename="{quote(name)}"'})
 
     # ------------------------------------------------------------------ public status
