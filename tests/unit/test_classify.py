@@ -154,12 +154,12 @@ def test_thresholds_come_from_the_policy_at_event_time() -> None:
     nsfw, text = load_manifest("open_nsfw"), load_manifest("alt_profanity_check")
     staffed = post("x", time=datetime(2025, 2, 4, 12, 0, tzinfo=timezone.utc))
     night = post("x", time=datetime(2025, 2, 4, 2, 13, tzinfo=timezone.utc))
-    assert policy_threshold(policy, "nsfw_image", nsfw, staffed) == 0.85
-    assert policy_threshold(policy, "nsfw_image", nsfw, night) == 0.7
-    assert policy_threshold(policy, "text_abuse", text, staffed) == 0.7
-    assert policy_threshold(policy, "text_abuse", text, night) == 0.65
+    image_threshold = PolicyThreshold(lambda: policy, "nsfw_image", nsfw)
+    text_threshold = PolicyThreshold(lambda: policy, "text_abuse", text)
+    assert image_threshold(staffed) == 0.85 and image_threshold(night) == 0.7
+    assert text_threshold(staffed) == 0.7 and text_threshold(night) == 0.65
     # a detector no enforcing rule acts on falls back to the manifest's default
-    assert policy_threshold(policy, "other", nsfw, staffed) == nsfw.default_threshold
+    assert policy_threshold(policy, "other", nsfw, staffed=True) == nsfw.default_threshold
 
 
 def test_cached_policy_threshold_follows_staffed_hours_and_a_reloaded_policy() -> None:
