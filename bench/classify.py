@@ -20,7 +20,7 @@ ratio and their median. The sweep covers `VIGIL_CLASSIFY_BATCH_SIZE` and
 × 2 intra-op threads); then text posts (`TextAbuseDetector`) the same way. Images are the
 scikit-image sample photographs re-encoded as 640×480 JPEGs (≈ 50 KB, a typical inline upload).
 
-    .venv/bin/python -m bench.classify [--images N] [--posts N] [--quick] [--repeat R]
+    .venv/bin/python -m bench.classify [--images N] [--posts N] [--quick | --posts-only] [--repeat R]
 """
 
 from __future__ import annotations
@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--posts", type=int, default=20_000)
     parser.add_argument("--quick", action="store_true", help="three image cases, no posts")
+    parser.add_argument("--posts-only", action="store_true", help="the posts case alone")
     parser.add_argument("--repeat", type=int, default=1,
                         help="(bare, agent, bare) runs per case; the median ratio is reported")
     args = parser.parse_args(argv)
@@ -255,7 +256,9 @@ def main(argv: list[str] | None = None) -> None:
     post_cloud = [decode(POSTS, v) for v in post_values]
     cases = [Case(1, 1), Case(8, 1), Case(32, 1), Case(1, 2), Case(8, 2), Case(32, 2),
              Case(32, 1, intra=2)]
-    if args.quick:
+    if args.posts_only:
+        cases = []
+    elif args.quick:
         cases = [Case(8, 2), Case(32, 2), Case(32, 1, intra=2)]
     print(f"cpus={cpus}, {len(images)} JPEG 640×480 images "
           f"(mean {sum(map(len, images)) // len(images) // 1024} KB), {args.posts} posts")
