@@ -10,8 +10,8 @@ per content to `safety.signals.v1`.
 Back-pressure: each agent runs `VIGIL_CLASSIFY_INFLIGHT` actors, each holding at most one batch,
 so at most that many batches per topic are in the pool; an actor awaits its batch before it
 takes the next, so when the pool is busy faust's stream buffer fills and the consumer pauses
-fetching. Offsets are acked only after a batch's signals are queued (faust `take_events`), so a
-crash redelivers, never skips (at-least-once; signal ids are derived from the content).
+fetching. Offsets are acked only after a batch's signals are delivered (one outbox per batch),
+so a crash redelivers, never skips (at-least-once; signal ids are derived from the content).
 
 Thresholds are the policy's: the lowest `min_score` at which an enforcing policy rule acts on
 the detector, at the event's time (staffed hours change it); the model manifest's default when
@@ -24,6 +24,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,10 +76,8 @@ class ClassifySettings(AgentSettings, Protocol):
     def policy(self) -> Path | None: ...
 
 
-def policy_threshold(policy: Policy, detector: str, manifest: Manifest,
-                     event: CloudEvent[Any]) -> float:
-    """Lowest score at which an enforcing rule of `policy` acts on `detector` for `event`."""
-    staffed = policy.staffed_hours.covers(event.time)
+def policy_threshold(policy: Policy, detector: str, manifest: Manifest, staffed: bool) -> float:
+    """Lowest score at which an enforcing rule of `policy` acts on `detector`, staffed or not."""
     scores = [
         threshold
         for rule in policy.rules
@@ -87,6 +86,34 @@ def policy_threshold(policy: Policy, detector: str, manifest: Manifest,
         and (threshold := rule.thresholds(staffed).min_score) is not None
     ]
     return min(scores) if scores else manifest.default_threshold
+
+
+class PolicyThreshold:
+    """The threshold in force for an event: `policy_threshold` of the policy in force at the
+    event's time (staffed hours or not), remembered per policy and staffed flag.
+
+    Why: it is asked once per content from the inference threads, and walking the policy's rules
+    costs ≈ 6 µs a post, as much as decoding the event; under the GIL that time is taken from
+    the event loop, which is what limits posts/s (see docs/models.md). Thread-safe: a reloaded policy (a new object
+    from the store) starts a new cache, swapped in as one tuple so no thread mixes the two.
+    """
+
+    def __init__(self, policies: Callable[[], Policy], detector: str, manifest: Manifest) -> None:
+        self._policies = policies
+        self._detector = detector
+        self._manifest = manifest
+        self._entry: tuple[Policy | None, dict[bool, float]] = (None, {})
+
+    def __call__(self, event: CloudEvent[Any]) -> float:
+        policy = self._policies()
+        entry = self._entry
+        if entry[0] is not policy:
+            entry = self._entry = (policy, {})
+        staffed = policy.staffed_hours.covers(event.time)
+        cache = entry[1]
+        if staffed not in cache:
+            cache[staffed] = policy_threshold(policy, self._detector, self._manifest, staffed)
+        return cache[staffed]
 
 
 def split(items: Sequence[Any], parts: int) -> list[Sequence[Any]]:
@@ -123,10 +150,10 @@ def register(ctx: AgentContext) -> None:
     text_model = load_model(TEXT_MODEL, options)
     policies = PolicyStore(settings.policy)
     rules = RulesStore(settings.text_rules)
-    images = NsfwImageDetector(image_model, lambda e: policy_threshold(
-        policies(), "nsfw_image", image_model.manifest, e))
-    posts = TextAbuseDetector(text_model, lambda e: policy_threshold(
-        policies(), "text_abuse", text_model.manifest, e), rules)
+    images = NsfwImageDetector(image_model, PolicyThreshold(
+        policies, "nsfw_image", image_model.manifest))
+    posts = TextAbuseDetector(text_model, PolicyThreshold(
+        policies, "text_abuse", text_model.manifest), rules)
     threads = settings.classify_threads or os.cpu_count() or 1
     source = image_source_from_settings(settings, ctx.metrics)
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="vigil-classify")
@@ -174,17 +201,23 @@ def register(ctx: AgentContext) -> None:
                     signals = [s if problem is None else msgspec.structs.replace(
                                    s, evidence={**s.evidence, "reason": problem})
                                for s, problem in zip(signals, problems, strict=True)]
-                    for event, signal in zip(valid, signals, strict=True):
-                        metrics.signals.labels(signal.detector, signal.status).inc()
-                        if signal.status == "unchecked":
-                            metrics.model_errors.labels(model_ref, reason_class(
-                                str(signal.evidence.get("reason", "")))).inc()
-                        # Derived from the input event: a redelivery repeats the id (consumers
-                        # dedup), an edited post (a new event) gets a new one.
-                        await ctx.send(SIGNALS, *encode(
-                            SIGNALS, signal, source="vigil/classify",
-                            event_id=f"sig-{signal.detector}-{signal.content_id}-{event.id}",
-                        ))
+                    # One outbox per batch: every signal is delivered before take_events
+                    # acks the batch (at-least-once), without an await per record.
+                    statuses: Counter[tuple[str, str]] = Counter()
+                    async with ctx.outbox() as out:
+                        for event, signal in zip(valid, signals, strict=True):
+                            statuses[signal.detector, signal.status] += 1
+                            if signal.status == "unchecked":
+                                metrics.model_errors.labels(model_ref, reason_class(
+                                    str(signal.evidence.get("reason", "")))).inc()
+                            # Derived from the input event: a redelivery repeats the id
+                            # (consumers dedup), an edited post (a new event) gets a new one.
+                            out.add(SIGNALS, *encode(
+                                SIGNALS, signal, source="vigil/classify",
+                                event_id=f"sig-{signal.detector}-{signal.content_id}-{event.id}",
+                            ))
+                    for (detector, status), count in statuses.items():
+                        metrics.signals.labels(detector, status).inc(count)
 
         classify.__name__ = classify.__qualname__ = name
         ctx.app.agent(ctx.topic(spec), name=f"vigil.classify.{name}",

@@ -12,12 +12,15 @@ measures, in one run on one box:
   the rate runs from the first arrival to the last (worker start-up excluded), leaving out the
   records of the first fetch, which only mark the start.
 
-ratio = agent / bare (target ≥ 0.85). The sweep covers `VIGIL_CLASSIFY_BATCH_SIZE` and
+ratio = agent / bare (target ≥ 0.85), where bare is the mean of a bare run just before and one
+just after the agent run: this box is shared, and the drift between the two (reported) shows how
+much the load moved while the agent ran. `--repeat R` repeats that triple and reports every
+ratio and their median. The sweep covers `VIGIL_CLASSIFY_BATCH_SIZE` and
 `VIGIL_CLASSIFY_THREADS` (with `VIGIL_MODEL_INTRA_OP_THREADS` = 1, and one case of one thread
 × 2 intra-op threads); then text posts (`TextAbuseDetector`) the same way. Images are the
 scikit-image sample photographs re-encoded as 640×480 JPEGs (≈ 50 KB, a typical inline upload).
 
-    .venv/bin/python -m bench.classify [--images N] [--posts N] [--quick] [--repeat R]
+    .venv/bin/python -m bench.classify [--images N] [--posts N] [--quick | --posts-only] [--repeat R]
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import statistics
 import time
 import uuid
 import warnings
@@ -197,13 +201,51 @@ def agent_rate(broker: EmbeddedBroker, case: Case, spec: TopicSpec, detector: st
     return counted / (t_last - t_first) if t_last > t_first else float("nan")
 
 
+@dataclass(frozen=True)
+class Row:
+    """One case's measurements: per repeat, bare before, agent, bare after."""
+
+    kind: str
+    case: Case
+    triples: tuple[tuple[float, float, float], ...]
+
+    @property
+    def ratios(self) -> list[float]:
+        """agent / mean of the two bare runs around it, per repeat."""
+        return [agent / ((before + after) / 2) for before, agent, after in self.triples]
+
+    def markdown(self) -> str:
+        bare = statistics.median((b + a) / 2 for b, _, a in self.triples)
+        agent = statistics.median(t[1] for t in self.triples)
+        drift = ", ".join(f"{a / b:.2f}" for b, _, a in self.triples)
+        return (f"| {self.kind} | {self.case.label} | {bare:.0f} | {agent:.0f} | "
+                f"{statistics.median(self.ratios):.2f} | "
+                + ", ".join(f"{r:.2f}" for r in self.ratios) + f" | {drift} |")
+
+
+def measure(kind: str, case: Case, repeat: int, bare: Callable[[], float],
+            agent: Callable[[], float]) -> Row:
+    """`repeat` × (bare, agent, bare): the bare runs bracket the agent run in time, so a load
+    change on this shared box shows up as drift between them (last column) instead of silently
+    skewing the ratio."""
+    triples = []
+    for _ in range(repeat):
+        before = bare()
+        through_agent = agent()
+        triples.append((before, through_agent, bare()))
+    row = Row(kind, case, tuple(triples))
+    print(row.markdown(), flush=True)
+    return row
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.classify")
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--posts", type=int, default=20_000)
     parser.add_argument("--quick", action="store_true", help="three image cases, no posts")
+    parser.add_argument("--posts-only", action="store_true", help="the posts case alone")
     parser.add_argument("--repeat", type=int, default=1,
-                        help="runs per case; the best of each side counts (noise only slows)")
+                        help="(bare, agent, bare) runs per case; the median ratio is reported")
     args = parser.parse_args(argv)
     ensure_built()
     cpus = os.cpu_count() or 1
@@ -214,7 +256,9 @@ def main(argv: list[str] | None = None) -> None:
     post_cloud = [decode(POSTS, v) for v in post_values]
     cases = [Case(1, 1), Case(8, 1), Case(32, 1), Case(1, 2), Case(8, 2), Case(32, 2),
              Case(32, 1, intra=2)]
-    if args.quick:
+    if args.posts_only:
+        cases = []
+    elif args.quick:
         cases = [Case(8, 2), Case(32, 2), Case(32, 1, intra=2)]
     print(f"cpus={cpus}, {len(images)} JPEG 640×480 images "
           f"(mean {sum(map(len, images)) // len(images) // 1024} KB), {args.posts} posts")
@@ -223,26 +267,21 @@ def main(argv: list[str] | None = None) -> None:
         for case in cases:
             detector = NsfwImageDetector(load_model("open_nsfw", RuntimeOptions(
                 intra_op_threads=case.intra)), 0.5)
-            bare = max(bare_rate(detector.detect_batch, image_cloud, case)
-                       for _ in range(args.repeat))
-            agent = max(agent_rate(broker, case, IMAGES, "nsfw_image", image_values, Path(tmp))
-                        for _ in range(args.repeat))
-            rows.append(("images", case.label, bare, agent))
-            print(f"images {case.label:32s} bare {bare:7.1f}/s  agent {agent:7.1f}/s  "
-                  f"ratio {agent / bare:.2f}", flush=True)
+            rows.append(measure(
+                "images", case, args.repeat,
+                lambda c=case, d=detector: bare_rate(d.detect_batch, image_cloud, c),
+                lambda c=case: agent_rate(broker, c, IMAGES, "nsfw_image", image_values,
+                                          Path(tmp))))
         for case in ([Case(500, cpus)] if not args.quick else []):
             detector_t = TextAbuseDetector(load_model("alt_profanity_check"), 0.7)
-            bare = max(bare_rate(detector_t.detect_batch, post_cloud, case)
-                       for _ in range(args.repeat))
-            agent = max(agent_rate(broker, case, POSTS, "text_abuse", post_values, Path(tmp))
-                        for _ in range(args.repeat))
-            rows.append(("posts", case.label, bare, agent))
-            print(f"posts  {case.label:32s} bare {bare:7.1f}/s  agent {agent:7.1f}/s  "
-                  f"ratio {agent / bare:.2f}", flush=True)
-    print("\n| input | case | bare /s | agent /s | ratio |\n|---|---|---|---|---|")
-    for kind, label, bare, agent in rows:
-        print(f"| {kind} | {label} | {bare:.0f} | {agent:.0f} | {agent / bare:.2f} |")
-
+            rows.append(measure("posts", case, args.repeat,
+                                lambda c=case: bare_rate(detector_t.detect_batch, post_cloud, c),
+                                lambda c=case: agent_rate(broker, c, POSTS, "text_abuse",
+                                                          post_values, Path(tmp))))
+    print("\n| input | case | bare /s | agent /s | ratio (median) | ratios | bare after/before |"
+          "\n|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(row.markdown())
 
 if __name__ == "__main__":
     main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agents.classify import policy_threshold, reason_class, split
+from agents.classify import PolicyThreshold, policy_threshold, reason_class, split
 from agents.detectors.nsfw_image import NsfwImageDetector
 from agents.detectors.text_abuse import TextAbuseDetector, non_english
 from agents.detectors.text_rules import RulesError, RulesStore, parse_rules
@@ -153,12 +154,32 @@ def test_thresholds_come_from_the_policy_at_event_time() -> None:
     nsfw, text = load_manifest("open_nsfw"), load_manifest("alt_profanity_check")
     staffed = post("x", time=datetime(2025, 2, 4, 12, 0, tzinfo=timezone.utc))
     night = post("x", time=datetime(2025, 2, 4, 2, 13, tzinfo=timezone.utc))
-    assert policy_threshold(policy, "nsfw_image", nsfw, staffed) == 0.85
-    assert policy_threshold(policy, "nsfw_image", nsfw, night) == 0.7
-    assert policy_threshold(policy, "text_abuse", text, staffed) == 0.7
-    assert policy_threshold(policy, "text_abuse", text, night) == 0.65
+    image_threshold = PolicyThreshold(lambda: policy, "nsfw_image", nsfw)
+    text_threshold = PolicyThreshold(lambda: policy, "text_abuse", text)
+    assert image_threshold(staffed) == 0.85 and image_threshold(night) == 0.7
+    assert text_threshold(staffed) == 0.7 and text_threshold(night) == 0.65
     # a detector no enforcing rule acts on falls back to the manifest's default
-    assert policy_threshold(policy, "other", nsfw, staffed) == nsfw.default_threshold
+    assert policy_threshold(policy, "other", nsfw, staffed=True) == nsfw.default_threshold
+
+
+def test_cached_policy_threshold_follows_staffed_hours_and_a_reloaded_policy() -> None:
+    policy = load_default_policy()
+    text = load_manifest("alt_profanity_check")
+    current = [policy]
+    threshold = PolicyThreshold(lambda: current[0], "text_abuse", text)
+    staffed = post("x", time=datetime(2025, 2, 4, 12, 0, tzinfo=timezone.utc))
+    night = post("x", time=datetime(2025, 2, 4, 2, 13, tzinfo=timezone.utc))
+    assert [threshold(e) for e in (staffed, night, staffed, night)] == [0.7, 0.65, 0.7, 0.65]
+    # a reload (a new policy object from the store) is seen at once, not the cached value
+    current[0] = dataclasses.replace(policy, rules=())
+    assert threshold(staffed) == threshold(night) == text.default_threshold
+
+
+def test_non_english_ascii_fast_path_agrees_with_the_letter_count() -> None:
+    for text in ("", "1234 !!", "hello", "naïve café crème brûlée", "Привет", "日本語 text"):
+        letters = [c for c in text if c.isalpha()]
+        expected = bool(letters) and sum(c.isascii() for c in letters) * 2 < len(letters)
+        assert non_english(text) is expected
 
 
 def test_split_keeps_order_and_never_makes_empty_chunks() -> None:
