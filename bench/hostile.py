@@ -37,6 +37,7 @@ from tests.integration.helpers import running, unique_prefix, vigil_env
 from tests.integration.hostile_inputs import (
     BENIGN,
     MAX_REQUEST,
+    URL_ALLOWLIST,
     Answers,
     Case,
     Measured,
@@ -76,7 +77,8 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         with EmbeddedBroker() as broker:
             env = vigil_env(broker.url, unique_prefix(), work / "data",
-                            VIGIL_DECIDE_DEADLINE_MS="5000")
+                            VIGIL_DECIDE_DEADLINE_MS="5000",
+                            VIGIL_IMAGE_URL_ALLOWLIST=URL_ALLOWLIST)
             with running(["worker", "--agents", args.agents], env, work / "data") as worker:
                 answers = Answers()
                 listener = asyncio.create_task(listen(

@@ -23,6 +23,7 @@ from tests.integration.helpers import Worker, running, topic, unique_prefix, vig
 from tests.integration.hostile_inputs import (
     BENIGN,
     MAX_REQUEST,
+    URL_ALLOWLIST,
     Answers,
     cases,
     listen,
@@ -43,7 +44,8 @@ HELD = {"decompression-bomb", "truncated-jpeg", "zero-bytes", "wrong-content-typ
 @pytest.fixture(scope="module")
 def worker(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     data_dir: Path = tmp_path_factory.mktemp("vigil")
-    env = vigil_env(broker.url, unique_prefix(), data_dir, VIGIL_DECIDE_DEADLINE_MS="30000")
+    env = vigil_env(broker.url, unique_prefix(), data_dir, VIGIL_DECIDE_DEADLINE_MS="30000",
+                     VIGIL_IMAGE_URL_ALLOWLIST=URL_ALLOWLIST)
     with running(["worker", "--agents", "intake,hashing,classify,decide"], env,
                  data_dir) as worker:
         yield worker
