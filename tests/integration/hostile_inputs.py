@@ -235,8 +235,10 @@ async def measure(worker: Worker, producer: AIOKafkaProducer, answers: Answers, 
             break
         if case.expect == "verdict" and case.content_id in answers.verdicts:
             data = answers.verdicts[case.content_id]
-            reasons = data.get("reasons") or [{}]
-            answer = f"{data['verdict']} ({reasons[0].get('detector', '')}: {reasons[0].get('signal', '')})"
+            answer = data["verdict"]
+            if data.get("reasons"):
+                first = data["reasons"][0]
+                answer += f" ({first['detector']}: {first['signal']})"
             break
         if case.expect == "deadletter" and answers.dead[case.value] > dead_before:
             answer = "dead letter: " + answers.dead_reasons[case.value][:40]
