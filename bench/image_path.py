@@ -16,6 +16,11 @@
   first fetch excluded, as `bench.classify` does). The decide deadline is raised to 10 min so a
   backlog is decided on its signals, not held at the deadline.
 
+Both sides also measure **CPU seconds per image** (bare: this process's CPU time; pipeline: the
+worker's user + system time between the first and the last verdict), which a shared box
+disturbs far less than wall-clock rates: CPU efficiency = bare CPU per image ÷ pipeline CPU per
+image (1.0 = the pipeline adds no CPU on top of hashing + inference).
+
 Cases alternate (bare, pipeline, bare, pipeline …) so load drifts on the shared box hit both;
 each side's best run counts (noise only slows). Images: `bench.classify.jpeg_images`
 (640×480 JPEG photographs, ≈ 50 KB, a typical inline upload).
@@ -31,7 +36,9 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
@@ -57,26 +64,42 @@ def hashing_rate(images: list[bytes], threads: int) -> float:
         return len(images) / (time.perf_counter() - started)
 
 
-def bare(images: list[bytes], detector: NsfwImageDetector, case: Case) -> tuple[float, float,
-                                                                                float]:
-    """(combined, hashing, inference) images/s."""
+@dataclass
+class Side:
+    """One measurement: images (or verdicts) per second and CPU seconds per image."""
+
+    rate: float
+    cpu_per_image: float
+    detail: str = ""
+
+
+def bare(images: list[bytes], detector: NsfwImageDetector, case: Case) -> Side:
     cloud = [decode(IMAGES, v) for v in image_events(images)]
     with ThreadPoolExecutor(2) as both:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         hashing = both.submit(hashing_rate, images, max(1, min(4, os.cpu_count() or 1)))
         inference = both.submit(bare_rate, detector.detect_batch, cloud, case)
         rates = hashing.result(), inference.result()
-        return len(images) / (time.perf_counter() - started), *rates
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return Side(len(images) / seconds, cpu / len(images),
+                f"hashing {rates[0]:.1f}/s, inference {rates[1]:.1f}/s")
 
 
-async def count_verdicts(bootstrap: str, topic: str, expected: int, timeout: float
-                         ) -> tuple[int, float, float]:
-    """(verdicts after the first fetch that had any, its time, the last verdict's time)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of `pid` (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def count_verdicts(bootstrap: str, topic: str, expected: int, timeout: float,
+                         cpu: Callable[[], float]) -> tuple[int, float, float, float]:
+    """(verdicts after the first fetch that had any, its time, the last verdict's time, the
+    worker's CPU seconds between the two)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 fetch_max_wait_ms=50)
     await consumer.start()
-    seen, first, t_first, t_last = 0, 0, 0.0, 0.0
+    seen, first, t_first, t_last, cpu_first, cpu_last = 0, 0, 0.0, 0.0, 0.0, 0.0
     deadline = time.monotonic() + timeout
     try:
         while seen < expected:
@@ -86,15 +109,15 @@ async def count_verdicts(bootstrap: str, topic: str, expected: int, timeout: flo
             if got:
                 now = time.perf_counter()
                 if not seen:
-                    first, t_first = got, now
+                    first, t_first, cpu_first = got, now, cpu()
                 seen += got
-                t_last = now
+                t_last, cpu_last = now, cpu()
     finally:
         await consumer.stop()
-    return seen - first, t_first, t_last
+    return seen - first, t_first, t_last, cpu_last - cpu_first
 
 
-def pipeline(broker: EmbeddedBroker, images: list[bytes], workdir: Path) -> float:
+def pipeline(broker: EmbeddedBroker, images: list[bytes], workdir: Path) -> Side:
     """Verdicts/s of a worker draining the images as a backlog."""
     prefix = unique_prefix()
     asyncio.run(ensure_topics(broker.bootstrap, prefix=prefix, partitions=6, replication=1))
@@ -107,11 +130,13 @@ def pipeline(broker: EmbeddedBroker, images: list[bytes], workdir: Path) -> floa
     worker = start_vigil(["worker", "--agents", "intake,hashing,classify,decide"], env,
                          Path(env["VIGIL_DATA_DIR"]))
     try:
-        counted, t_first, t_last = asyncio.run(count_verdicts(
-            broker.bootstrap, VERDICTS.full_name(prefix), len(values), 900))
+        counted, t_first, t_last, cpu = asyncio.run(count_verdicts(
+            broker.bootstrap, VERDICTS.full_name(prefix), len(values), 900,
+            lambda: cpu_seconds(worker.proc.pid)))
     finally:
         worker.stop()
-    return counted / (t_last - t_first) if t_last > t_first else float("nan")
+    rate = counted / (t_last - t_first) if t_last > t_first else float("nan")
+    return Side(rate, cpu / counted if counted else float("nan"))
 
 
 def main() -> None:
@@ -129,21 +154,25 @@ def main() -> None:
     images = jpeg_images(args.images)
     print(f"{len(images)} JPEG 640×480 images; classify {case.label}; load average "
           f"{os.getloadavg()[0]:.2f}", flush=True)
-    bares: list[float] = []
-    pipes: list[float] = []
+    bares: list[Side] = []
+    pipes: list[Side] = []
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         for run in range(args.repeat):
-            combined, hashing, inference = bare(images, detector, case)
-            bares.append(combined)
-            print(f"run {run + 1}: bare {combined:6.1f} images/s (hashing {hashing:.1f}/s, "
-                  f"inference {inference:.1f}/s)", flush=True)
+            bares.append(bare(images, detector, case))
+            print(f"run {run + 1}: bare     {bares[-1].rate:6.1f} images/s, "
+                  f"{bares[-1].cpu_per_image * 1000:5.1f} CPU ms/image ({bares[-1].detail})",
+                  flush=True)
             pipes.append(pipeline(broker, images, Path(tmp)))
-            print(f"run {run + 1}: pipeline {pipes[-1]:6.1f} verdicts/s  ratio "
-                  f"{pipes[-1] / combined:.2f}", flush=True)
-    print(f"best: bare {max(bares):.1f}/s, pipeline {max(pipes):.1f}/s, ratio "
-          f"{max(pipes) / max(bares):.2f} (per run: "
-          f"{', '.join(f'{p / b:.2f}' for p, b in zip(pipes, bares, strict=True))}); "
-          f"load average {os.getloadavg()[0]:.2f}")
+            print(f"run {run + 1}: pipeline {pipes[-1].rate:6.1f} verdicts/s, "
+                  f"{pipes[-1].cpu_per_image * 1000:5.1f} CPU ms/image; rate ratio "
+                  f"{pipes[-1].rate / bares[-1].rate:.2f}, CPU efficiency "
+                  f"{bares[-1].cpu_per_image / pipes[-1].cpu_per_image:.2f}", flush=True)
+    best_bare, best_pipe = max(b.rate for b in bares), max(p.rate for p in pipes)
+    least_bare = min(b.cpu_per_image for b in bares)
+    least_pipe = min(p.cpu_per_image for p in pipes)
+    print(f"best: rate ratio {best_pipe / best_bare:.2f} ({best_pipe:.1f} / {best_bare:.1f} "
+          f"images/s), CPU efficiency {least_bare / least_pipe:.2f} ({least_bare * 1000:.1f} / "
+          f"{least_pipe * 1000:.1f} ms); load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
