@@ -82,8 +82,8 @@ async def main_async(args: argparse.Namespace) -> None:
             with running(["worker", "--agents", args.agents], env, work / "data") as worker:
                 answers = Answers()
                 listener = asyncio.create_task(listen(
-                    broker.bootstrap, [worker.prefix + VERDICTS.name,
-                                       worker.prefix + DEADLETTER.name], answers))
+                    broker.bootstrap, [VERDICTS.full_name(worker.prefix),
+                                       DEADLETTER.full_name(worker.prefix)], answers))
                 producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all",
                                             max_request_size=MAX_REQUEST)
                 await producer.start()

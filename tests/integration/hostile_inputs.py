@@ -195,6 +195,7 @@ class Answers:
 
 
 async def listen(bootstrap: str, topics: list[str], answers: Answers) -> None:
+    """Read `topics` from the start into `answers` until cancelled (no group: nothing shared)."""
     consumer = AIOKafkaConsumer(
         *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
         enable_auto_commit=False, fetch_max_wait_ms=50, max_partition_fetch_bytes=MAX_REQUEST,
@@ -227,7 +228,7 @@ async def measure(worker: Worker, producer: AIOKafkaProducer, answers: Answers, 
     reset_peak(pid)
     dead_before = answers.dead[case.value]
     started = time.monotonic()
-    await producer.send_and_wait(worker.prefix + case.spec.name, case.value, key=b"hostile")
+    await producer.send_and_wait(case.spec.full_name(worker.prefix), case.value, key=b"hostile")
     answer = "no answer"
     while time.monotonic() - started < timeout:
         if worker.proc.poll() is not None:
@@ -255,9 +256,9 @@ async def warm_up(worker: Worker, producer: AIOKafkaProducer, answers: Answers,
     small = encoded(screenshot((320, 240)), "PNG")
     ids = []
     for i in range(5):
-        for event, spec in ((post_event(f"warm-p{i}", "a friendly warm-up post"), "posts"),
-                            (image_event(f"warm-i{i}", small), "images")):
-            await producer.send_and_wait(f"{worker.prefix}forum.{spec}.v1",
+        for event, spec in ((post_event(f"warm-p{i}", "a friendly warm-up post"), POSTS),
+                            (image_event(f"warm-i{i}", small), IMAGES)):
+            await producer.send_and_wait(spec.full_name(worker.prefix),
                                          json.dumps(event).encode(), key=b"warm")
             ids.append(event["data"].get("image_id") or event["data"]["post_id"])
     deadline = time.monotonic() + 180
@@ -265,6 +266,6 @@ async def warm_up(worker: Worker, producer: AIOKafkaProducer, answers: Answers,
         if listener.done():
             listener.result()  # raises what stopped it
         if time.monotonic() > deadline:
-            raise SystemExit(f"warm-up got {len(answers.verdicts)} of {len(ids)} verdicts:\n"
+            raise AssertionError(f"warm-up got {len(answers.verdicts)} of {len(ids)} verdicts:\n"
                              f"{worker.log()[-3000:]}")
         await asyncio.sleep(0.1)
