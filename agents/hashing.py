@@ -138,17 +138,20 @@ def register(ctx: AgentContext) -> None:
         return signals, alerts + flood.drain_alerts()
 
     async def send_all(signals: Sequence[SignalData], alerts: Sequence[AlertData]) -> None:
-        for signal in signals:
-            count_signal(metrics, signal)
-            retro = "-retro" if signal.evidence.get("retroactive") else ""
-            await ctx.send(SIGNALS, *encode(
-                SIGNALS, signal, source="vigil/hashing",
-                event_id=f"sig-{signal.detector}-image-{signal.content_id}{retro}",
-            ))
-        for alert in alerts:
-            metrics.alerts.labels(alert.kind, alert.severity).inc()
-            await ctx.send(ALERTS, *encode(ALERTS, alert, source="vigil/hashing",
-                                           event_id=alert.alert_id, time=alert.last_seen))
+        # One outbox per batch: every record is delivered (acked by the broker) before the
+        # agent takes its next batch, so faust never commits an image whose signals are lost.
+        async with ctx.outbox() as out:
+            for signal in signals:
+                count_signal(metrics, signal)
+                retro = "-retro" if signal.evidence.get("retroactive") else ""
+                out.add(SIGNALS, *encode(
+                    SIGNALS, signal, source="vigil/hashing",
+                    event_id=f"sig-{signal.detector}-image-{signal.content_id}{retro}",
+                ))
+            for alert in alerts:
+                metrics.alerts.labels(alert.kind, alert.severity).inc()
+                out.add(ALERTS, *encode(ALERTS, alert, source="vigil/hashing",
+                                        event_id=alert.alert_id, time=alert.last_seen))
 
     reload_banks()  # before the first image, so nothing is checked against empty banks
 
