@@ -392,9 +392,12 @@ def digest(alerts: list[AlertData]) -> str:
 
 
 def compare(pipeline: list[AlertData], in_process: list[AlertData]) -> list[str]:
-    """Lines describing how the two modes' alerts differ (ids and contents); empty if equal."""
-    mine = {a.alert_id: msgspec.to_builtins(a) for a in pipeline}
-    theirs = {a.alert_id: msgspec.to_builtins(a) for a in in_process}
+    """Lines describing how the two modes' alerts differ (ids and contents); empty if equal.
+
+    Sentinels are left out: the pipeline run stops reading at their first alerts.
+    """
+    mine = {a.alert_id: msgspec.to_builtins(a) for a in pipeline if not is_sentinel(a)}
+    theirs = {a.alert_id: msgspec.to_builtins(a) for a in in_process if not is_sentinel(a)}
     out = [f"only through the pipeline: {k}" for k in sorted(mine.keys() - theirs.keys())]
     out += [f"only in-process: {k}" for k in sorted(theirs.keys() - mine.keys())]
     out += [f"different contents: {k}" for k in sorted(mine.keys() & theirs.keys())
