@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import itertools
 import math
 import random
 import statistics
@@ -88,8 +89,8 @@ class Forum:
     threads: int = 2000
     boards: int = 20
     created: list[float] = field(default_factory=list)
-    activity: list[float] = field(default_factory=list)
-    thread_weight: list[float] = field(default_factory=list)
+    activity: list[float] = field(default_factory=list)  # cumulative weights, by account
+    thread_weight: list[float] = field(default_factory=list)  # cumulative, by thread
     vocabulary: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -99,11 +100,14 @@ class Forum:
                 self.created.append(START + r.uniform(-DAY, 7 * DAY))
             else:
                 self.created.append(START - r.uniform(30 * DAY, 2000 * DAY))
-        self.activity = [1 / (i + 1) ** 0.8 for i in range(self.accounts)]
-        r.shuffle(self.activity)
-        self.thread_weight = [1 / (i + 1) ** 0.9 for i in range(self.threads)]
+        activity = [1 / (i + 1) ** 0.8 for i in range(self.accounts)]
+        r.shuffle(activity)
+        # cumulative weights once: `choices(population, weights)` would re-add them per call
+        self.activity = list(itertools.accumulate(activity))
+        self.thread_weight = list(itertools.accumulate(1 / (i + 1) ** 0.9
+                                                      for i in range(self.threads)))
         self.vocabulary = [f"w{i}" for i in range(3000)]
-        self.word_weight = [1 / (i + 1) for i in range(3000)]
+        self.word_weight = list(itertools.accumulate(1 / (i + 1) for i in range(3000)))
 
     def account(self, i: int, created: float | None = None) -> Account:
         at = self.created[i] if created is None else created
@@ -114,7 +118,7 @@ class Forum:
 
     def body(self) -> str:
         n = self.rng.randint(6, 40)
-        return " ".join(self.rng.choices(self.vocabulary, self.word_weight, k=n))
+        return " ".join(self.rng.choices(self.vocabulary, cum_weights=self.word_weight, k=n))
 
 
 def diurnal(at: float) -> float:
@@ -142,8 +146,8 @@ def simulate(days: float, seed: int, posts_per_minute: float = 40.0, accounts: i
     minute = START
     while minute < end:
         n = _poisson(rng, posts_per_minute * diurnal(minute))
-        threads = rng.choices(range(forum.threads), forum.thread_weight, k=n)
-        authors = rng.choices(range(forum.accounts), forum.activity, k=n)
+        threads = rng.choices(range(forum.threads), cum_weights=forum.thread_weight, k=n)
+        authors = rng.choices(range(forum.accounts), cum_weights=forum.activity, k=n)
         for thread, author in zip(threads, authors):
             at = minute + rng.uniform(0, 60)
             if forum.created[author] > at:
