@@ -429,7 +429,9 @@ def evaluate(mode: str, scale: Scale, seed: int) -> None:
         print(f"pipeline: worker ready in {run.ready_s:.1f} s; {len(messages):,} events "
               f"produced in {run.produce_s:.1f} s; all alerts in {run.done_s:.1f} s "
               f"({len(messages) / run.done_s:,.0f} events/s, "
-              f"{scale.days * DAY / run.done_s:,.0f}× event time)", flush=True)
+              f"{scale.days * DAY / run.done_s:,.0f}× event time); CPU: worker "
+              f"{run.worker_cpu_s:.0f} s, broker {run.broker_cpu_s:.0f} s; load average "
+              f"{run.load} (2 cores)", flush=True)
     for name, alerts in results.items():
         print(f"--- {name}")
         print("\n".join(score(alerts, attacks, scale.days)))

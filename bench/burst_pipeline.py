@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from agents.burst import BY_BOARD, PDQ_HASHES
 from bench.burst_wire import Message, sentinels_seen
-from bench.decide import worker_env
+from bench.decide import cpu_seconds, load_average, worker_env
 from bench.passthrough import load_embedded_broker
 from streams.codec import decode
 from streams.events import AlertData
@@ -40,6 +40,9 @@ class PipelineRun:
     ready_s: float
     produce_s: float
     done_s: float  # from the first produced event to the last sentinel alert
+    worker_cpu_s: float  # CPU the worker used for it (less noisy than wall time on a busy box)
+    broker_cpu_s: float
+    load: str  # load average when done
 
 
 async def _produce(bootstrap: str, prefix: str, messages: list[Message]) -> float:
@@ -85,6 +88,7 @@ async def run_pipeline(messages: list[Message], timeout: float = 1800.0) -> Pipe
     """Start a broker and a burst worker, produce `messages`, return the alerts."""
     workdir = Path(tempfile.mkdtemp(prefix="vigil-burst-eval-"))
     broker = load_embedded_broker()(log_path=workdir / "broker.log").start()
+    broker_pid: int = broker.pid
     worker = None
     try:
         prefix = f"be{uuid.uuid4().hex[:8]}."
@@ -98,11 +102,14 @@ async def run_pipeline(messages: list[Message], timeout: float = 1800.0) -> Pipe
         await asyncio.to_thread(wait_ready, worker, 180.0)
         ready_s = time.monotonic() - spawned
         started = time.monotonic()
+        cpu_before = cpu_seconds(worker.proc.pid), cpu_seconds(broker_pid)
         collecting = asyncio.create_task(
             _collect(broker.bootstrap, ALERTS.full_name(prefix), timeout))
         produce_s = await _produce(broker.bootstrap, prefix, messages)
         alerts = await collecting
-        return PipelineRun(alerts, ready_s, produce_s, time.monotonic() - started)
+        return PipelineRun(alerts, ready_s, produce_s, time.monotonic() - started,
+                           cpu_seconds(worker.proc.pid) - cpu_before[0],
+                           cpu_seconds(broker_pid) - cpu_before[1], load_average())
     except BaseException:
         if worker is not None:
             print(worker.log()[-3000:])
