@@ -269,7 +269,8 @@ def forum_report(report_id: str, target: str, reporter: dict[str, Any],
     }, time=rfc3339(when))).encode()
 
 
-def pdq_signal(image_id: str, author_id: str, pdq: int, when: datetime) -> tuple[TopicSpec, bytes]:
+def pdq_signal(image_id: str, author_id: str, pdq: int,
+               when: datetime) -> tuple[TopicSpec, bytes]:
     """A `pdq` signal as the hashing role emits it for an uploaded image."""
     return SIGNALS, json.dumps(cloud_event("safety.signal", {
         "detector": "pdq", "detector_version": "pdq-test", "content_type": "image",

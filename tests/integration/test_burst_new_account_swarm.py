@@ -48,7 +48,6 @@ def inputs() -> list[Any]:
                                at(3600))]
 
 
-
 @pytest.fixture(scope="module")
 def first_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
               ) -> list[dict[str, Any]]:
