@@ -311,9 +311,9 @@ def run_burst(broker_url: str, bootstrap: str, data_dir: Path,
     """A fresh `vigil worker --agents burst` on new topics: produce `inputs` (order kept per
     topic), return the alert events up to `until`.
 
-    One partition per topic (internal ones included): `until` waits for the attack's resolve, which an event an hour
-    later on the same input causes, so everything before it has been processed and every
-    earlier alert is already on the (single) alerts partition.
+    One partition per topic, internal ones included: `until` waits for the attack's resolve,
+    which an event an hour later on the same input causes, so everything before it has been
+    processed and every earlier alert is already on the (single) alerts partition.
     """
     prefix = unique_prefix()
     env = vigil_env(broker_url, prefix, data_dir, VIGIL_TOPIC_PARTITIONS="1")
