@@ -384,6 +384,11 @@ def score(alerts: list[AlertData], attacks: list[Attack], days: float) -> list[s
                  if n in detected and a.crossing is not None]
         if kind == "report_surge" and after:
             lines.append(f"    delay after the N-th report: max {_s(max(after))}")
+        if kind == "mass_report":  # trust weighting should keep a fresh swarm from a surge
+            surged = [a for _, a in mine if any(i.kind == "report_surge" and matches(i, a)
+                                                for i in incidents)]
+            lines.append(f"    also raised report_surge: {len(surged)} of {len(mine)} "
+                         f"(sizes {sorted({a.size for a in surged})})")
     lines.append(f"{len(real)} alert events, {len(incidents)} incidents; alert-id digest "
                  f"{digest(real)}")
     return lines
