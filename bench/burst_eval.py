@@ -1,25 +1,36 @@
 """Evaluation harness for burst detection: simulated forum traffic with injected attacks.
 
-    python -m bench.burst_eval [--days 7] [--seed 1] [--state]
+    python -m bench.burst_eval [--mode pipeline|in-process|both] [--days 7] [--seed 1]
+                               [--accounts 5000] [--threads 2000] [--posts-per-minute 40]
+    python -m bench.burst_eval --state
 
 A seeded simulator writes a week of forum traffic — a diurnal post rate, thousands of accounts
 (a few percent newly created during the week) and threads on boards, sparse ordinary reports,
 images with unrelated PDQ hashes — and injects attacks of every kind at three sizes, at random
-times of day and night. The events go, in event-time order, through the same pure detectors
-and `Watermarked` driver the `burst` agent runs (one partition per detector group), and the
-harness prints per kind: precision, recall, detection delay (event time from attack start to
-the first alert, and for report surges from the report that crossed the threshold), and
-false alerts per simulated day. `--state` measures detector memory for 1M accounts / 100k
-threads. Same seed → same events → same alerts (the digest printed at the end).
+times of day and night. Every event becomes the exact CloudEvent bytes a forum would produce
+(deterministic ids, `time` = event time), followed by end-of-input sentinels (`bench.
+burst_sentinels`). Then, by `--mode`:
 
-Not yet: the same run through the real pipeline on the embedded broker at accelerated event
-time (the integration test covers that path for report_surge).
+- `pipeline` (default, the documented results): an embedded broker and a real
+  `vigil worker --agents burst`; the events are produced as fast as the broker takes them (event
+  time is accelerated: a week goes through in minutes) and the alerts are read back from
+  `safety.alerts.v1` (`bench.burst_pipeline`).
+- `in-process`: the same bytes decoded and fed, in order, to the pure detectors through the
+  `Watermarked` driver the agent uses — seconds instead of minutes, for tuning.
+- `both`: both, and a check that they produced the very same alerts (ids and contents).
+
+Printed per kind: precision, recall, detection delay (event time from attack start to the
+first alert, and for report surges from the report that crossed the threshold), false alerts
+per simulated day. `--state` measures detector memory for 1M accounts / 100k threads. Same
+seed → same events → same alerts (the digest of the sorted alert ids printed at the end).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
+import itertools
 import math
 import random
 import statistics
@@ -28,8 +39,12 @@ import tracemalloc
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any
 
+import msgspec
+
+from agents.burst import burst_config
 from agents.bursts import (
     BurstConfig,
     ImageSprayDetector,
@@ -39,10 +54,15 @@ from agents.bursts import (
     ThreadRaidDetector,
     Watermarked,
 )
+from bench.burst_pipeline import run_pipeline
+from bench.burst_wire import Message, is_sentinel, sentinels, to_wire
+from streams.codec import decode
 from streams.events import Account, AlertData, PostData, ReportData, SignalData
+from streams.topics import POSTS, REPORTS, SIGNALS
 
 DAY = 86_400.0
-START = datetime(2025, 2, 3, tzinfo=timezone.utc).timestamp()  # a Monday, 00:00 UTC
+START_DT = datetime(2025, 2, 3, tzinfo=timezone.utc)  # a Monday, 00:00 UTC
+START = START_DT.timestamp()
 EXPECTED = {"report_surge": "report_surge", "mass_report": "report_brigade",
             "raid": "thread_raid", "swarm": "new_account_swarm",
             "brigade": "text_brigade", "spray": "image_spray"}
@@ -58,7 +78,6 @@ class Attack:
     end: float
     keys: set[str]
     crossing: float | None = None  # report_surge: when the threshold was crossed
-    detected_at: float | None = None
 
 
 @dataclass
@@ -70,8 +89,8 @@ class Forum:
     threads: int = 2000
     boards: int = 20
     created: list[float] = field(default_factory=list)
-    activity: list[float] = field(default_factory=list)
-    thread_weight: list[float] = field(default_factory=list)
+    activity: list[float] = field(default_factory=list)  # cumulative weights, by account
+    thread_weight: list[float] = field(default_factory=list)  # cumulative, by thread
     vocabulary: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -81,11 +100,14 @@ class Forum:
                 self.created.append(START + r.uniform(-DAY, 7 * DAY))
             else:
                 self.created.append(START - r.uniform(30 * DAY, 2000 * DAY))
-        self.activity = [1 / (i + 1) ** 0.8 for i in range(self.accounts)]
-        r.shuffle(self.activity)
-        self.thread_weight = [1 / (i + 1) ** 0.9 for i in range(self.threads)]
+        activity = [1 / (i + 1) ** 0.8 for i in range(self.accounts)]
+        r.shuffle(activity)
+        # cumulative weights once: `choices(population, weights)` would re-add them per call
+        self.activity = list(itertools.accumulate(activity))
+        self.thread_weight = list(itertools.accumulate(1 / (i + 1) ** 0.9
+                                                      for i in range(self.threads)))
         self.vocabulary = [f"w{i}" for i in range(3000)]
-        self.word_weight = [1 / (i + 1) for i in range(3000)]
+        self.word_weight = list(itertools.accumulate(1 / (i + 1) for i in range(3000)))
 
     def account(self, i: int, created: float | None = None) -> Account:
         at = self.created[i] if created is None else created
@@ -96,7 +118,7 @@ class Forum:
 
     def body(self) -> str:
         n = self.rng.randint(6, 40)
-        return " ".join(self.rng.choices(self.vocabulary, self.word_weight, k=n))
+        return " ".join(self.rng.choices(self.vocabulary, cum_weights=self.word_weight, k=n))
 
 
 def diurnal(at: float) -> float:
@@ -105,11 +127,11 @@ def diurnal(at: float) -> float:
     return 0.25 + 0.75 * (0.5 + 0.5 * math.cos((hour - 20) / 24 * 2 * math.pi))
 
 
-def simulate(days: float, seed: int, posts_per_minute: float = 40.0
-             ) -> tuple[list[tuple[float, int, Any]], list[Attack]]:
+def simulate(days: float, seed: int, posts_per_minute: float = 40.0, accounts: int = 5000,
+             threads: int = 2000) -> tuple[list[tuple[float, int, Any]], list[Attack]]:
     """(event time, sequence, payload) sorted, and the injected attacks (ground truth)."""
     rng = random.Random(seed)
-    forum = Forum(rng)
+    forum = Forum(rng, accounts, threads)
     events: list[tuple[float, int, Any]] = []
     seq = 0
 
@@ -124,8 +146,8 @@ def simulate(days: float, seed: int, posts_per_minute: float = 40.0
     minute = START
     while minute < end:
         n = _poisson(rng, posts_per_minute * diurnal(minute))
-        threads = rng.choices(range(forum.threads), forum.thread_weight, k=n)
-        authors = rng.choices(range(forum.accounts), forum.activity, k=n)
+        threads = rng.choices(range(forum.threads), cum_weights=forum.thread_weight, k=n)
+        authors = rng.choices(range(forum.accounts), cum_weights=forum.activity, k=n)
         for thread, author in zip(threads, authors):
             at = minute + rng.uniform(0, 60)
             if forum.created[author] > at:
@@ -264,9 +286,10 @@ def _poisson(rng: random.Random, mean: float) -> int:
         k += 1
 
 
-def run_detectors(events: list[tuple[float, int, Any]], config: BurstConfig
-                  ) -> tuple[list[AlertData], dict[str, float]]:
-    """The agent's three partition groups, each as one partition, in event-time order."""
+def run_in_process(messages: list[Message], config: BurstConfig
+                   ) -> tuple[list[AlertData], dict[str, float]]:
+    """What the agent does per partition, with one partition per stream: decode the bytes,
+    take the CloudEvent `time`, feed the detector group(s) of that stream in order."""
     groups = {
         "reports": Watermarked([ReportSurgeDetector(config)], config),
         "threads": Watermarked([ThreadRaidDetector(config)], config),
@@ -274,33 +297,48 @@ def run_detectors(events: list[tuple[float, int, Any]], config: BurstConfig
                               config),
         "images": Watermarked([ImageSprayDetector(config)], config),
     }
+    streams = {REPORTS.name: ("reports",), POSTS.name: ("threads", "boards"),
+               SIGNALS.name: ("images",)}
     alerts: list[AlertData] = []
     seconds: dict[str, float] = defaultdict(float)
-    for at, _, data in events:
-        if isinstance(data, ReportData):
-            names = ("reports",)
-        elif isinstance(data, PostData):
-            names = ("threads", "boards")
-        else:
-            names = ("images",)
-        for name in names:
+    for message in messages:
+        event = decode(message.spec, message.value)
+        at = event.time.timestamp()  # type: ignore[union-attr] - the simulator always sets it
+        for name in streams[message.spec.name]:
             started = time.perf_counter()
-            alerts += groups[name].observe(data, at)
+            alerts += groups[name].observe(event.data, at)
             seconds[name] += time.perf_counter() - started
-    for group in groups.values():
-        group.max_time = (group.max_time or 0) + 7 * DAY  # end of input: resolve everything
-        alerts += group.advance(force=True)
     return alerts, seconds
 
 
-def evaluate(days: float, seed: int) -> None:
-    started = time.perf_counter()
-    events, attacks = simulate(days, seed)
-    simulated = time.perf_counter() - started
-    config = BurstConfig()
-    alerts, seconds = run_detectors(events, config)
+@dataclass(frozen=True)
+class Scale:
+    """The simulated forum's size (documented with the results)."""
+
+    days: float = 7.0
+    accounts: int = 5000
+    threads: int = 2000
+    posts_per_minute: float = 40.0
+
+
+def build(scale: Scale, seed: int) -> tuple[list[Message], list[Attack], int]:
+    """The wire messages (simulated traffic, then sentinels), the attacks, and the number of
+    simulated posts."""
+    events, attacks = simulate(scale.days, seed, scale.posts_per_minute, scale.accounts,
+                               scale.threads)
+    posts = sum(isinstance(e[2], PostData) for e in events)
+    return to_wire(events + sentinels(START + (scale.days + 1.5) * DAY)), attacks, posts
+
+
+def score(alerts: list[AlertData], attacks: list[Attack], days: float) -> list[str]:
+    """Report lines: per kind recall, precision, delay and false alerts per simulated day.
+
+    Order-independent (the pipeline interleaves streams differently from the in-process run):
+    an incident is its dedup_key, first seen at its earliest alert.
+    """
+    real = [a for a in alerts if not is_sentinel(a)]
     first: dict[str, AlertData] = {}
-    for alert in alerts:
+    for alert in sorted(real, key=lambda a: (a.last_seen or START_DT, a.alert_id)):
         first.setdefault(alert.dedup_key or alert.alert_id, alert)
     incidents = list(first.values())
 
@@ -321,37 +359,93 @@ def evaluate(days: float, seed: int) -> None:
             explained[alert.kind] += 1
         else:
             false[alert.kind] += 1
-    for attack in attacks:
+    detected: dict[int, float] = {}
+    for n, attack in enumerate(attacks):
         hits = [a for a in incidents if a.kind == EXPECTED[attack.kind] and matches(a, attack)]
         if hits:
-            attack.detected_at = min(a.last_seen.timestamp() for a in hits if a.last_seen)
+            detected[n] = min(a.last_seen.timestamp() for a in hits if a.last_seen)
 
-    posts = sum(isinstance(e[2], PostData) for e in events)
-    print(f"simulated {days:g} days, seed {seed}: {len(events):,} events ({posts:,} posts), "
-          f"{len(attacks)} attacks; simulation {simulated:.1f} s, detectors "
-          + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
-    print(f"{'kind':<18} {'sizes':<12} {'recall':>7} {'precision':>9} {'delay p50':>9} "
-          f"{'delay max':>9} {'false/day':>9}")
+    lines = [f"{'kind':<18} {'sizes':<12} {'recall':>7} {'precision':>9} {'delay p50':>9} "
+             f"{'delay max':>9} {'false/day':>9}"]
     for kind, alert_kind in EXPECTED.items():
-        mine = [a for a in attacks if a.kind == kind]
-        found = [a for a in mine if a.detected_at is not None]
-        delays = [a.detected_at - a.start for a in found]  # type: ignore[operator]
+        mine = [(n, a) for n, a in enumerate(attacks) if a.kind == kind]
+        delays = [detected[n] - a.start for n, a in mine if n in detected]
         total = explained[alert_kind] + false[alert_kind]
         precision = explained[alert_kind] / total if total else float("nan")
-        print(f"{alert_kind:<18} {'/'.join(map(str, SIZES[kind])):<12} "
-              f"{len(found) / len(mine):>7.2f} {precision:>9.2f} "
-              f"{_s(statistics.median(delays) if delays else None):>9} "
-              f"{_s(max(delays) if delays else None):>9} {false[alert_kind] / days:>9.2f}")
+        lines.append(f"{alert_kind:<18} {'/'.join(map(str, SIZES[kind])):<12} "
+                     f"{len(delays) / len(mine):>7.2f} {precision:>9.2f} "
+                     f"{_s(statistics.median(delays) if delays else None):>9} "
+                     f"{_s(max(delays) if delays else None):>9} {false[alert_kind] / days:>9.2f}")
         missed = [(a.size, datetime.fromtimestamp(a.start, timezone.utc).strftime("%a %H:%M"))
-                  for a in mine if a.detected_at is None]
+                  for n, a in mine if n not in detected]
         if missed:
-            print(f"    missed (size, start): {missed}")
-        if kind == "report_surge" and found:
-            after = [a.detected_at - a.crossing for a in found  # type: ignore[operator]
-                     if a.crossing is not None]
-            print(f"    delay after the N-th report: max {_s(max(after))}")
-    digest = hashlib.sha256("\n".join(a.alert_id for a in alerts).encode()).hexdigest()[:16]
-    print(f"{len(alerts)} alert events, {len(incidents)} incidents; alert-id digest {digest}")
+            lines.append(f"    missed (size, start): {missed}")
+        after = [detected[n] - a.crossing for n, a in mine
+                 if n in detected and a.crossing is not None]
+        if kind == "report_surge" and after:
+            lines.append(f"    delay after the N-th report: max {_s(max(after))}")
+        if kind == "mass_report":  # trust weighting should keep a fresh swarm from a surge
+            surged = [a for _, a in mine if any(i.kind == "report_surge" and matches(i, a)
+                                                for i in incidents)]
+            lines.append(f"    also raised report_surge: {len(surged)} of {len(mine)} "
+                         f"(sizes {sorted({a.size for a in surged})})")
+    lines.append(f"{len(real)} alert events, {len(incidents)} incidents; alert-id digest "
+                 f"{digest(real)}")
+    return lines
+
+
+def digest(alerts: list[AlertData]) -> str:
+    """Fingerprint of a run's alerts: sorted ids (arrival order differs between modes)."""
+    ids = sorted(a.alert_id for a in alerts if not is_sentinel(a))
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+
+
+def compare(pipeline: list[AlertData], in_process: list[AlertData]) -> list[str]:
+    """Lines describing how the two modes' alerts differ (ids and contents); empty if equal.
+
+    Sentinels are left out: the pipeline run stops reading at their first alerts.
+    """
+    mine = {a.alert_id: msgspec.to_builtins(a) for a in pipeline if not is_sentinel(a)}
+    theirs = {a.alert_id: msgspec.to_builtins(a) for a in in_process if not is_sentinel(a)}
+    out = [f"only through the pipeline: {k}" for k in sorted(mine.keys() - theirs.keys())]
+    out += [f"only in-process: {k}" for k in sorted(theirs.keys() - mine.keys())]
+    out += [f"different contents: {k}" for k in sorted(mine.keys() & theirs.keys())
+            if mine[k] != theirs[k]]
+    return out
+
+
+def evaluate(mode: str, scale: Scale, seed: int) -> None:
+    started = time.perf_counter()
+    messages, attacks, posts = build(scale, seed)
+    print(f"simulated {scale.days:g} days, seed {seed}: {scale.accounts:,} accounts, "
+          f"{scale.threads:,} threads, {scale.posts_per_minute:g} posts/min at the peak → "
+          f"{len(messages):,} events ({posts:,} posts), {len(attacks)} attacks; "
+          f"simulation {time.perf_counter() - started:.1f} s", flush=True)
+    config = burst_config(SimpleNamespace(policy=None))  # what the worker loads
+    results: dict[str, list[AlertData]] = {}
+    if mode in ("in-process", "both"):
+        started = time.perf_counter()
+        results["in-process"], seconds = run_in_process(messages, config)
+        print(f"in-process: {time.perf_counter() - started:.1f} s (detectors "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()) + ")", flush=True)
+    if mode in ("pipeline", "both"):
+        run = asyncio.run(run_pipeline(messages))
+        results["pipeline"] = run.alerts
+        print(f"pipeline: worker ready in {run.ready_s:.1f} s; {len(messages):,} events "
+              f"produced in {run.produce_s:.1f} s; all alerts in {run.done_s:.1f} s "
+              f"({len(messages) / run.done_s:,.0f} events/s, "
+              f"{scale.days * DAY / run.done_s:,.0f}× event time); CPU: worker "
+              f"{run.worker_cpu_s:.0f} s, broker {run.broker_cpu_s:.0f} s; load average "
+              f"{run.load} (2 cores)", flush=True)
+    for name, alerts in results.items():
+        print(f"--- {name}")
+        print("\n".join(score(alerts, attacks, scale.days)))
+    if len(results) == 2:
+        diff = compare(results["pipeline"], results["in-process"])
+        print("pipeline and in-process alerts: " + ("identical (ids and contents)" if not diff
+                                                    else f"{len(diff)} differences"))
+        for line in diff[:20]:
+            print("    " + line)
 
 
 def _s(seconds: float | None) -> str:
@@ -418,14 +512,19 @@ def measure_state() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--days", type=float, default=7.0)
+    parser.add_argument("--mode", choices=("pipeline", "in-process", "both"), default="pipeline")
+    parser.add_argument("--days", type=float, default=Scale.days)
+    parser.add_argument("--accounts", type=int, default=Scale.accounts)
+    parser.add_argument("--threads", type=int, default=Scale.threads)
+    parser.add_argument("--posts-per-minute", type=float, default=Scale.posts_per_minute)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--state", action="store_true", help="measure state size instead")
     args = parser.parse_args()
     if args.state:
         measure_state()
     else:
-        evaluate(args.days, args.seed)
+        evaluate(args.mode, Scale(args.days, args.accounts, args.threads, args.posts_per_minute),
+                 args.seed)
 
 
 if __name__ == "__main__":
