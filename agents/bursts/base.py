@@ -268,9 +268,11 @@ class WeeklyProfile:
     in that hour; an hour closes when an event of a later hour arrives (event time), and hours
     without events close with 0. `factor(at)` = the usual count of `at`'s hour / the mean of the
     known hours, clamped to [`low`, `high`]; an hour not seen yet borrows the same hour of day
-    from the days that are known, and before a day has been learnt the factor is 1. One profile
-    per board: a board's evening is busy for all its threads (a thread alone is too sparse to
-    learn 168 buckets, and 1.3 KB per thread would not stay bounded).
+    from the days that are known, and before a day has been learnt the factor is 1. A window
+    that spans an hour boundary uses the time-weighted mean (`over`), so the last minutes of a
+    busy evening are not judged by the quiet hour that follows. One profile per board: a
+    board's evening is busy for all its threads (a thread alone is too sparse to learn 168
+    buckets, and 1.3 KB per thread would not stay bounded).
     """
 
     __slots__ = ("counts", "known", "hour", "pending", "cached")
@@ -282,7 +284,7 @@ class WeeklyProfile:
         self.known = bytearray(WEEK_HOURS)
         self.hour: int | None = None  # the open hour (epoch hours)
         self.pending = 0.0  # its count so far
-        self.cached: tuple[int, float] = (-1, 1.0)
+        self.cached: dict[int, float] = {}  # epoch hour → factor, until the next hour closes
 
     @staticmethod
     def bucket(hour: int) -> int:
@@ -296,6 +298,7 @@ class WeeklyProfile:
             for closing in range(self.hour, min(hour, self.hour + WEEK_HOURS)):
                 self._close(self.bucket(closing), self.pending if closing == self.hour else 0.0)
             self.hour, self.pending = hour, 0.0
+            self.cached.clear()
         elif hour < self.hour:
             return  # late, its hour already closed: within the allowed lateness, negligible
         self.pending += weight
@@ -306,10 +309,23 @@ class WeeklyProfile:
         self.known[bucket] = 1
 
     def factor(self, at: float) -> float:
+        """The factor of `at`'s hour."""
         hour = int(at // 3600)
-        if self.cached[0] != hour:  # once per hour: the buckets only change when one closes
-            self.cached = (hour, self._factor(self.bucket(hour)))
-        return self.cached[1]
+        value = self.cached.get(hour)
+        if value is None:
+            value = self.cached[hour] = self._factor(self.bucket(hour))
+        return value
+
+    def over(self, start: float, end: float) -> float:
+        """The time-weighted mean factor of the hours [start, end] overlaps."""
+        if end - start <= 0 or int(start // 3600) == int(end // 3600):
+            return self.factor(end)
+        total, at = 0.0, start
+        while at < end:
+            step = min(end, (int(at // 3600) + 1) * 3600.0) - at
+            total += self.factor(at) * step
+            at += step
+        return total / (end - start)
 
     def _factor(self, bucket: int) -> float:
         known = [self.counts[b] for b in range(WEEK_HOURS) if self.known[b]]

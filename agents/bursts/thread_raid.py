@@ -55,7 +55,7 @@ class ThreadRaidDetector:
         if profile is None:
             profile = self.profiles[data.board or "-"] = WeeklyProfile()
         profile.add(at)
-        season = profile.factor(at)
+        season = profile.over(at - c.window_s, at)
         state.last_at = max(state.last_at, at)
         age = account_age(data.author, at)
         young = not data.author.is_staff and (age is None or age < c.young_age_s)
@@ -69,7 +69,7 @@ class ThreadRaidDetector:
         raiding = self.incidents.is_open(key)
         expected = state.baseline.rate(at, c.baseline_tau_s) * season * c.window_s
         if not raiding:
-            state.baseline.add(at, c.baseline_tau_s, 1.0 / season)
+            state.baseline.add(at, c.baseline_tau_s, 1.0 / profile.factor(at))
         threshold = max(float(c.floor), c.factor * expected)
         posts = len(state.window)
         authors: dict[str, bool] = {}
@@ -147,14 +147,14 @@ class NewAccountSwarmDetector:
         age = account_age(data.author, at)
         if data.author.is_staff or age is None or age >= c.young_age_s:
             return []  # unknown age is not evidence of a swarm (it is for trust weighting)
-        season = state.profile.factor(at)
+        season = state.profile.over(at - c.window_s, at)
         swarming = self.incidents.is_open(key)
         expected = state.baseline.rate(at, c.baseline_tau_s) * season * c.window_s
         since = at - c.window_s
         previous = state.accounts.pop(data.author.id, None)
         if previous is None or previous[0] <= since:
             if not swarming:
-                state.baseline.add(at, c.baseline_tau_s, 1.0 / season)
+                state.baseline.add(at, c.baseline_tau_s, 1.0 / state.profile.factor(at))
             if len(state.accounts) >= c.max_accounts:
                 state.accounts.pop(next(iter(state.accounts)))
         state.accounts[data.author.id] = (at, data.post_id, data.thread_id)
