@@ -55,12 +55,12 @@ BY_BOARD = "vigil.burst.posts-by-board.v1"
 PDQ_HASHES = "vigil.burst.pdq.v1"
 
 
-def policy_store(settings: Any) -> PolicyStore | None:
+def policy_store(settings: Any, on_reload: Callable[[str, Any], None]) -> PolicyStore | None:
     """The policy file's store, or None when it cannot be read at start-up: burst detection
     then runs on the default thresholds (a broken policy must not stop it; decide, which acts
     on content, refuses to start instead)."""
     try:
-        return PolicyStore(getattr(settings, "policy", None))
+        return PolicyStore(getattr(settings, "policy", None), on_reload=on_reload)
     except Exception as exc:  # noqa: BLE001 - PolicyError or OSError, logged and survived
         log.error("burst: policy not readable, default thresholds in force: %s", exc)
         return None
@@ -80,7 +80,10 @@ def register(ctx: AgentContext) -> None:
     groups: list[Watermarked] = []  # every detector group, to reconfigure on a policy reload
     accuracy = ReporterAccuracy()  # one per worker: reviews write it, report detectors read it
 
-    store = policy_store(settings)
+    def count_reload(outcome: str, _: Any) -> None:
+        metrics.policy_reloads.labels(outcome).inc()
+
+    store = policy_store(settings, count_reload)
     config = BurstConfig.from_policy(store.policy) if store is not None else BurstConfig()
 
     def apply(policy: Policy) -> None:
@@ -89,6 +92,7 @@ def register(ctx: AgentContext) -> None:
         config = BurstConfig.from_policy(policy)
         for group in groups:
             group.reconfigure(config)
+
     prefix = settings.topic_prefix
     by_board = ctx.app.topic(prefix + BY_BOARD, key_type=bytes, value_type=bytes,
                              key_serializer="raw", value_serializer="raw")
@@ -174,6 +178,7 @@ def register(ctx: AgentContext) -> None:
                 content_id = decoded.data.content_id or key
                 if content_id:
                     accuracy.reviewed(content_id, decoded.data.outcome)
+            metrics.burst_state_keys.labels("learn_reporter_accuracy").set(accuracy.size())
 
     ctx.app.agent(ctx.topic(REVIEWS), name="vigil.burst.learn_reporter_accuracy")(
         learn_reporter_accuracy)

@@ -2,9 +2,10 @@
 
 Read `base.py` first (protocol, config, incident lifecycle, seasonal baselines); each detector
 is one short class; the thresholds are the policy's `[burst]` section
-(`agents.policy.model.BurstThresholds`), reporter accuracy is `accuracy.py`. `Watermarked` runs a group of detectors over one ordered input (one partition): it keeps
-the watermark (max event time − allowed lateness) and calls `advance` when it moves, so the
-agent and the evaluation harness drive detectors the same way.
+(`agents.policy.model.BurstThresholds`), reporter accuracy is `accuracy.py`. `Watermarked`
+runs a group of detectors over one ordered input (one partition): it keeps the watermark (max
+event time − allowed lateness) and calls `advance` when it moves, so the agent and the
+evaluation harness drive detectors the same way.
 """
 
 from __future__ import annotations

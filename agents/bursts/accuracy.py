@@ -24,7 +24,7 @@ class ReporterAccuracy:
     """Per-reporter confirmed/restored counts learnt from reviews; shared by a worker's
     report detectors (the reviews agent writes, the report detectors read)."""
 
-    def __init__(self, max_targets: int = 200_000, max_per_target: int = 100,
+    def __init__(self, max_targets: int = 100_000, max_per_target: int = 20,
                  max_reporters: int = 500_000) -> None:
         self.max_targets, self.max_per_target = max_targets, max_per_target
         self.max_reporters = max_reporters

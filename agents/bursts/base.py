@@ -10,9 +10,10 @@ partition and drives the watermark (max event time seen on that partition − al
 Incidents (`Incidents`): one incident = one `dedup_key` = `<kind>:<key>:<first_seen UTC>`. The
 first alert opens it; while it goes on, an update (same `dedup_key`, new `alert_id`, higher
 `count`, later `last_seen`) is re-sent when the count grew by half since the last one sent or
-the severity rose; when nothing new arrived for the kind's window of event time it is resolved: a last
-alert with the same `dedup_key` and `evidence.resolved = true`, `evidence.resolved_at` =
-last_seen + window (AlertData has no status field; the notifiers read `evidence.resolved`).
+the severity rose; when nothing new arrived for the kind's window of event time it is
+resolved: a last alert with the same `dedup_key` and `evidence.resolved = true`,
+`evidence.resolved_at` = last_seen + window (AlertData has no status field; the notifiers read
+`evidence.resolved`).
 """
 
 from __future__ import annotations

@@ -90,7 +90,8 @@ class ThreadRaidDetector:
             target=Target(type="thread", id=key, thread_id=key),
             evidence={"board": state.board, "posts_in_window": posts,
                       "baseline_in_window": round(expected, 2), "threshold": threshold,
-                      "season_factor": round(season, 2), "authors": len(authors), "young_authors": young_authors,
+                      "season_factor": round(season, 2), "authors": len(authors),
+                      "young_authors": young_authors,
                       "window_s": c.window_s,
                       "sample_post_ids": [p for *_, p in list(state.window)[:10]]})
 
