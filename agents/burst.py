@@ -55,12 +55,12 @@ BY_BOARD = "vigil.burst.posts-by-board.v1"
 PDQ_HASHES = "vigil.burst.pdq.v1"
 
 
-def policy_store(settings: Any, on_reload: Callable[[str, Any], None]) -> PolicyStore | None:
+def policy_store(settings: Any) -> PolicyStore | None:
     """The policy file's store, or None when it cannot be read at start-up: burst detection
     then runs on the default thresholds (a broken policy must not stop it; decide, which acts
     on content, refuses to start instead)."""
     try:
-        return PolicyStore(getattr(settings, "policy", None), on_reload=on_reload)
+        return PolicyStore(getattr(settings, "policy", None))
     except Exception as exc:  # noqa: BLE001 - PolicyError or OSError, logged and survived
         log.error("burst: policy not readable, default thresholds in force: %s", exc)
         return None
@@ -80,10 +80,7 @@ def register(ctx: AgentContext) -> None:
     groups: list[Watermarked] = []  # every detector group, to reconfigure on a policy reload
     accuracy = ReporterAccuracy()  # one per worker: reviews write it, report detectors read it
 
-    def count_reload(outcome: str, _: Any) -> None:
-        metrics.policy_reloads.labels(outcome).inc()
-
-    store = policy_store(settings, count_reload)
+    store = policy_store(settings)
     config = BurstConfig.from_policy(store.policy) if store is not None else BurstConfig()
 
     def apply(policy: Policy) -> None:
@@ -92,6 +89,7 @@ def register(ctx: AgentContext) -> None:
         config = BurstConfig.from_policy(policy)
         for group in groups:
             group.reconfigure(config)
+        log.warning("burst: thresholds of policy %s in force", policy.version)
 
     prefix = settings.topic_prefix
     by_board = ctx.app.topic(prefix + BY_BOARD, key_type=bytes, value_type=bytes,
