@@ -169,13 +169,10 @@ def register(ctx: AgentContext) -> None:
 
     async def learn_reporter_accuracy(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, settings.batch_within):
-            for event, decoded, _ in decode_events(REVIEWS, events):
-                if decoded is None:
-                    continue
-                key = event.key.decode() if isinstance(event.key, bytes) else event.key
-                content_id = decoded.data.content_id or key
-                if content_id:
-                    accuracy.reviewed(content_id, decoded.data.outcome)
+            for _, decoded, _ in decode_events(REVIEWS, events):
+                # without `content_id` a review cannot be matched to the reports (skipped)
+                if decoded is not None and decoded.data.content_id:
+                    accuracy.reviewed(decoded.data.content_id, decoded.data.outcome)
             metrics.burst_state_keys.labels("learn_reporter_accuracy").set(accuracy.size())
 
     ctx.app.agent(ctx.topic(REVIEWS), name="vigil.burst.learn_reporter_accuracy")(
