@@ -26,7 +26,8 @@ from streams.events import AlertData, PostData, Target
 class _ThreadState:
     board: str | None
     baseline: DecayingRate = field(default_factory=DecayingRate)
-    window: deque[tuple[float, str, bool, str]] = field(default_factory=deque)
+    # None while the thread is quiet: an empty deque costs ≈ 770 B, 70 % of an idle thread
+    window: deque[tuple[float, str, bool, str]] | None = None
     last_at: float = 0.0
     raid_posts: int = 0
 
@@ -59,21 +60,22 @@ class ThreadRaidDetector:
         state.last_at = max(state.last_at, at)
         age = account_age(data.author, at)
         young = not data.author.is_staff and (age is None or age < c.young_age_s)
-        state.window.append((at, data.author.id, young, data.post_id))
-        if len(state.window) > c.max_window_posts:
-            state.window.popleft()
+        window = state.window = state.window if state.window is not None else deque()
+        window.append((at, data.author.id, young, data.post_id))
+        if len(window) > c.max_window_posts:
+            window.popleft()
         since = at - c.window_s
-        while state.window and state.window[0][0] <= since:
-            state.window.popleft()
+        while window and window[0][0] <= since:
+            window.popleft()
 
         raiding = self.incidents.is_open(key)
         expected = state.baseline.rate(at, c.baseline_tau_s) * season * c.window_s
         if not raiding:
             state.baseline.add(at, c.baseline_tau_s, 1.0 / profile.factor(at))
         threshold = max(float(c.floor), c.factor * expected)
-        posts = len(state.window)
+        posts = len(window)
         authors: dict[str, bool] = {}
-        for _, author, is_young, _ in state.window:
+        for _, author, is_young, _ in window:
             authors[author] = is_young
         young_authors = sum(authors.values())
         hot = (posts >= threshold and len(authors) >= c.min_authors
@@ -82,7 +84,7 @@ class ThreadRaidDetector:
             return []
         state.raid_posts = state.raid_posts + 1 if raiding else posts
         return self.incidents.touch(
-            key, first_seen=state.window[0][0] if not raiding else at, last_seen=at,
+            key, first_seen=window[0][0] if not raiding else at, last_seen=at,
             count=state.raid_posts,
             severity="high" if posts >= 2 * threshold else "medium",
             summary=f"thread {key}: {posts} posts in {c.window_s / 60:g} min "
@@ -93,7 +95,7 @@ class ThreadRaidDetector:
                       "season_factor": round(season, 2), "authors": len(authors),
                       "young_authors": young_authors,
                       "window_s": c.window_s,
-                      "sample_post_ids": [p for *_, p in list(state.window)[:10]]})
+                      "sample_post_ids": [p for *_, p in list(window)[:10]]})
 
     def advance(self, watermark: float) -> list[AlertData]:
         c = self.config.thresholds.thread_raid
@@ -104,14 +106,17 @@ class ThreadRaidDetector:
         self._swept = watermark
         for key in list(self.threads):
             state = self.threads[key]
-            while state.window and state.window[0][0] <= watermark - c.window_s:
-                state.window.popleft()
+            window = state.window
+            while window and window[0][0] <= watermark - c.window_s:
+                window.popleft()
+            if not window:
+                state.window = None
             if watermark - state.last_at > c.idle_s and not self.incidents.is_open(key):
                 del self.threads[key]
         return resolved
 
     def state_size(self) -> int:
-        return (len(self.threads) + sum(len(s.window) for s in self.threads.values())
+        return (len(self.threads) + sum(len(s.window or ()) for s in self.threads.values())
                 + len(self.profiles))
 
 
