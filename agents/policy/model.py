@@ -215,9 +215,9 @@ class ThreadRaidThresholds(BurstKind):
 
     STRICTER: ClassVar[dict[str, str]] = {
         "floor": "down", "factor": "down", "min_authors": "down", "young_fraction": "down"}
-    unstaffed: tuple[tuple[str, float], ...] = (("floor", 15),)
+    unstaffed: tuple[tuple[str, float], ...] = (("floor", 7),)
     window_s: float = 300.0
-    floor: int = 20
+    floor: int = 8  # tuned with bench/burst_eval.py (docs/burst.md#detection-delay)
     factor: float = 5.0
     min_authors: int = 6
     young_age_s: float = 7 * BURST_DAY
@@ -233,9 +233,9 @@ class SwarmThresholds(BurstKind):
     younger than `young_age_s` posting on one board within `window_s`."""
 
     STRICTER: ClassVar[dict[str, str]] = {"floor": "down", "factor": "down"}
-    unstaffed: tuple[tuple[str, float], ...] = (("floor", 6),)
+    unstaffed: tuple[tuple[str, float], ...] = (("floor", 5),)
     window_s: float = 600.0
-    floor: int = 8
+    floor: int = 6
     factor: float = 4.0
     young_age_s: float = BURST_DAY
     baseline_tau_s: float = 6 * 3600.0

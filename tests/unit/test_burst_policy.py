@@ -46,7 +46,7 @@ def test_a_kind_table_without_unstaffed_has_no_night_overrides() -> None:
     policy = parse_policy(HEAD + "[burst.thread_raid]\nfloor = 10\n")
     assert policy.burst.thread_raid.at_hours(False).floor == 10
     assert policy.burst.report_surge == BurstThresholds().report_surge  # untouched kinds
-    assert parse_policy(HEAD).burst.thread_raid.at_hours(False).floor == 15
+    assert parse_policy(HEAD).burst.thread_raid.at_hours(False).floor == 7
 
 
 def test_units_are_converted() -> None:

@@ -50,7 +50,7 @@ def test_a_busy_evening_is_not_a_swarm() -> None:
     third_week = MONDAY + 14 * 86_400
     feed(runner, [e for e in days if e[1] < third_week])  # two weeks to learn the week's shape
     alerts = feed(runner, [e for e in days if e[1] >= third_week])
-    # the evenings bring 25 newcomers per 10 min (the floor is 8): usual, so no alert
+    # the evenings bring 25 newcomers per 10 min (the floor is 6): usual, so no alert
     assert alerts == []
 
 
