@@ -253,7 +253,7 @@ class TextBrigadeThresholds(BurstKind):
     unstaffed: tuple[tuple[str, float], ...] = (("min_accounts", 3),)
     window_s: float = 1800.0
     min_accounts: int = 4
-    similarity: float = 0.6
+    similarity: float = 0.5  # 0.6 missed 4-account brigades with small edits (docs/burst.md)
     shingle: int = 3
     min_tokens: int = 6  # shorter bodies ("+1", "lol") are not evidence of coordination
     num_perm: int = 64
