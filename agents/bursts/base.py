@@ -29,7 +29,6 @@ from agents.policy.model import BurstThresholds, Policy, TrustWeights
 from streams.events import Account, AlertData, Severity, Target
 
 VERSION = "burst-1"
-DAY = 86_400.0
 _SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 
