@@ -13,6 +13,11 @@ need a board's posts in one place: `detect_thread_raids` forwards each post, unc
 internal topic `BY_BOARD` keyed by board. `image_spray` compares every image with every other,
 so pdq signals are forwarded to the single-partition internal topic `PDQ_HASHES`.
 
+Thresholds and staffed hours come from the policy (`VIGIL_POLICY`, its `[burst]` section),
+re-read when the file changes: every detector group gets the new config and keeps its windows.
+Moderators' reviews (`safety.reviews.v1`) feed one `ReporterAccuracy` per worker, which the
+report detectors fold into each reporter's weight.
+
 State is in memory, per input partition, bounded by the windows (keys expire when idle): a
 restart or rebalance loses the open windows and incidents (an ongoing attack is detected again
 from the events after the restart, under a new dedup key; an open incident is never resolved).
@@ -20,6 +25,7 @@ from the events after the restart, under a new dedup key; an open incident is ne
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -28,16 +34,17 @@ from agents.bursts import (
     BurstConfig,
     ImageSprayDetector,
     NewAccountSwarmDetector,
+    ReporterAccuracy,
     ReportSurgeDetector,
     TextBrigadeDetector,
     ThreadRaidDetector,
     Watermarked,
 )
-from agents.bursts.base import StaffedHours
 from agents.context import AgentContext, decode_events
+from agents.policy import Policy, PolicyStore
 from streams.codec import encode
 from streams.events import AlertData
-from streams.topics import ALERTS, POSTS, REPORTS, SIGNALS, TopicSpec
+from streams.topics import ALERTS, POSTS, REPORTS, REVIEWS, SIGNALS, TopicSpec
 
 NAME = "burst"
 SOURCE = "vigil/burst"
@@ -48,19 +55,15 @@ BY_BOARD = "vigil.burst.posts-by-board.v1"
 PDQ_HASHES = "vigil.burst.pdq.v1"
 
 
-def burst_config(settings: Any) -> BurstConfig:
-    """Default thresholds, with staffed hours from the policy file when it loads.
-
-    The policy has no `[burst]` section yet: thresholds are `BurstConfig`'s defaults.
-    """
+def policy_store(settings: Any) -> PolicyStore | None:
+    """The policy file's store, or None when it cannot be read at start-up: burst detection
+    then runs on the default thresholds (a broken policy must not stop it; decide, which acts
+    on content, refuses to start instead)."""
     try:
-        from agents.policy import PolicyStore
-
-        hours = PolicyStore(getattr(settings, "policy", None)).policy.staffed_hours
-        return BurstConfig(staffed_hours=hours)
-    except Exception as exc:  # noqa: BLE001 - a broken policy must not stop burst detection
-        log.warning("burst: staffed hours from defaults (policy not readable: %s)", exc)
-        return BurstConfig(staffed_hours=StaffedHours())
+        return PolicyStore(getattr(settings, "policy", None))
+    except Exception as exc:  # noqa: BLE001 - PolicyError or OSError, logged and survived
+        log.error("burst: policy not readable, default thresholds in force: %s", exc)
+        return None
 
 
 def event_time(event: Any, decoded: Any) -> float:
@@ -73,8 +76,21 @@ def event_time(event: Any, decoded: Any) -> float:
 def register(ctx: AgentContext) -> None:
     """Register the burst agents on `ctx.app`."""
     settings: Any = ctx.settings
-    config = burst_config(settings)
     metrics = ctx.metrics
+    groups: list[Watermarked] = []  # every detector group, to reconfigure on a policy reload
+    accuracy = ReporterAccuracy()  # one per worker: reviews write it, report detectors read it
+
+    store = policy_store(settings)
+    config = BurstConfig.from_policy(store.policy) if store is not None else BurstConfig()
+
+    def apply(policy: Policy) -> None:
+        """On the event loop, between batches: every group (and groups made later) switch."""
+        nonlocal config
+        config = BurstConfig.from_policy(policy)
+        for group in groups:
+            group.reconfigure(config)
+        log.warning("burst: thresholds of policy %s in force", policy.version)
+
     prefix = settings.topic_prefix
     by_board = ctx.app.topic(prefix + BY_BOARD, key_type=bytes, value_type=bytes,
                              key_serializer="raw", value_serializer="raw")
@@ -116,10 +132,19 @@ def register(ctx: AgentContext) -> None:
         await by_board.send(key=board.encode(), value=event.value)
 
     def watermarked(*detectors: Any) -> Callable[[], Watermarked]:
-        return lambda: Watermarked([d(config) for d in detectors], config)
+        def make() -> Watermarked:
+            group = Watermarked([d(config) for d in detectors], config)
+            groups.append(group)
+            return group
+        return make
+
+    def report_detectors() -> Watermarked:
+        group = Watermarked([ReportSurgeDetector(config, accuracy)], config)
+        groups.append(group)
+        return group
 
     ctx.app.agent(ctx.topic(REPORTS), name="vigil.burst.detect_report_surges")(
-        make_runner("detect_report_surges", REPORTS, watermarked(ReportSurgeDetector)))
+        make_runner("detect_report_surges", REPORTS, report_detectors))
     ctx.app.agent(ctx.topic(POSTS), name="vigil.burst.detect_thread_raids")(
         make_runner("detect_thread_raids", POSTS, watermarked(ThreadRaidDetector),
                     forward=forward_post))
@@ -142,5 +167,24 @@ def register(ctx: AgentContext) -> None:
     ctx.app.agent(pdq_hashes, name="vigil.burst.detect_image_sprays")(
         make_runner("detect_image_sprays", SIGNALS, watermarked(ImageSprayDetector)))
 
+    async def learn_reporter_accuracy(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_size, settings.batch_within):
+            for _, decoded, _ in decode_events(REVIEWS, events):
+                # without `content_id` a review cannot be matched to the reports (skipped)
+                if decoded is not None and decoded.data.content_id:
+                    accuracy.reviewed(decoded.data.content_id, decoded.data.outcome)
+            metrics.burst_state_keys.labels("learn_reporter_accuracy").set(accuracy.size())
 
-__all__ = ["BY_BOARD", "NAME", "PDQ_HASHES", "burst_config", "event_time", "register"]
+    ctx.app.agent(ctx.topic(REVIEWS), name="vigil.burst.learn_reporter_accuracy")(
+        learn_reporter_accuracy)
+
+    if store is not None and store.path is not None:
+        async def reload_policy() -> None:
+            if await asyncio.to_thread(store.reload_if_changed):
+                apply(store.policy)
+
+        ctx.app.timer(float(getattr(settings, "policy_reload_seconds", 2.0)),
+                      name="vigil.burst.reload_policy")(reload_policy)
+
+
+__all__ = ["BY_BOARD", "NAME", "PDQ_HASHES", "event_time", "policy_store", "register"]

@@ -202,8 +202,7 @@ def simulate(days: float, seed: int, posts_per_minute: float = 40.0, accounts: i
                         emit(at, ReportData(report_id=f"r{report_no}-{i}", target_type="post",
                                             target_id=target, thread_id=f"t{thread}",
                                             reporter=who))
-                    need = config.report_surge.min_weight if config.staffed(start) \
-                        else config.report_surge.min_weight_unstaffed
+                    need = config.at(start).report_surge.min_weight
                     attacks.append(Attack(kind, size, start, times[-1], {target},
                                           crossing=times[min(len(times), math.ceil(need)) - 1]))
                 elif kind in ("raid", "swarm"):

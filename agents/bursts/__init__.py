@@ -1,9 +1,11 @@
 """Burst and brigading detectors: pure, windowed on event time, bounded state (DESIGN §6).
 
-Read `base.py` first (protocol, thresholds, incident lifecycle); each detector is one short
-class. `Watermarked` runs a group of detectors over one ordered input (one partition): it keeps
-the watermark (max event time − allowed lateness) and calls `advance` when it moves, so the
-agent and the evaluation harness drive detectors the same way.
+Read `base.py` first (protocol, config, incident lifecycle, seasonal baselines); each detector
+is one short class; the thresholds are the policy's `[burst]` section
+(`agents.policy.model.BurstThresholds`), reporter accuracy is `accuracy.py`. `Watermarked`
+runs a group of detectors over one ordered input (one partition): it keeps the watermark (max
+event time − allowed lateness) and calls `advance` when it moves, so the agent and the
+evaluation harness drive detectors the same way.
 """
 
 from __future__ import annotations
@@ -11,18 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from agents.bursts.accuracy import ReporterAccuracy
 from agents.bursts.base import (
     VERSION,
     BurstConfig,
     BurstDetector,
-    ImageSprayConfig,
     Incidents,
-    ReportSurgeConfig,
     StaffedHours,
-    SwarmConfig,
-    TextBrigadeConfig,
-    ThreadRaidConfig,
-    Trust,
+    WeeklyProfile,
+    trust_weight,
 )
 from agents.bursts.duplicates import ImageSprayDetector, TextBrigadeDetector
 from agents.bursts.report_surge import ReportSurgeDetector
@@ -74,6 +73,12 @@ class Watermarked:
         self.advanced_to = watermark
         return [a for d in self.detectors for a in d.advance(watermark)]
 
+    def reconfigure(self, config: BurstConfig) -> None:
+        """New thresholds (a policy reload): windows, baselines and open incidents are kept."""
+        self.lateness = config.allowed_lateness_s
+        for detector in self.detectors:
+            detector.config = config
+
     def state_size(self) -> int:
         return sum(d.state_size() for d in self.detectors)
 
@@ -83,18 +88,15 @@ __all__ = [
     "VERSION",
     "BurstConfig",
     "BurstDetector",
-    "ImageSprayConfig",
     "ImageSprayDetector",
     "Incidents",
     "NewAccountSwarmDetector",
-    "ReportSurgeConfig",
     "ReportSurgeDetector",
+    "ReporterAccuracy",
     "StaffedHours",
-    "SwarmConfig",
-    "TextBrigadeConfig",
     "TextBrigadeDetector",
-    "ThreadRaidConfig",
     "ThreadRaidDetector",
-    "Trust",
     "Watermarked",
+    "WeeklyProfile",
+    "trust_weight",
 ]

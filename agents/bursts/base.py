@@ -10,23 +10,25 @@ partition and drives the watermark (max event time seen on that partition − al
 Incidents (`Incidents`): one incident = one `dedup_key` = `<kind>:<key>:<first_seen UTC>`. The
 first alert opens it; while it goes on, an update (same `dedup_key`, new `alert_id`, higher
 `count`, later `last_seen`) is re-sent when the count grew by half since the last one sent or
-the severity rose; when nothing new arrived for `quiet_s` of event time it is resolved: a last
-alert with the same `dedup_key` and `evidence.resolved = true`, `evidence.resolved_at` =
-last_seen + quiet_s (AlertData has no status field; the notifiers read `evidence.resolved`).
+the severity rose; when nothing new arrived for the kind's window of event time it is
+resolved: a last alert with the same `dedup_key` and `evidence.resolved = true`,
+`evidence.resolved_at` = last_seen + window (AlertData has no status field; the notifiers read
+`evidence.resolved`).
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass, field
 from datetime import datetime, time, timezone
 from typing import Any, ClassVar, Protocol
 from zoneinfo import ZoneInfo
 
+from agents.policy.model import BurstThresholds, Policy, TrustWeights
 from streams.events import Account, AlertData, Severity, Target
 
 VERSION = "burst-1"
-DAY = 86_400.0
 _SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 
@@ -75,130 +77,51 @@ class Covers(Protocol):
     def covers(self, at: datetime | None) -> bool: ...
 
 
-@dataclass(frozen=True)
-class Trust:
-    """Weight of one account's voice (reports) from its age and staff flag.
-
-    Reviews-based accuracy (confirmed vs restored reports) is a follow-up: the weight would be
-    multiplied by a per-reporter factor learnt from `safety.reviews.v1`.
-    """
-
-    staff: float = 3.0
-    unknown_age: float = 0.5
-    #: (max age in seconds, weight), youngest first; older than the last bound → 1.0
-    by_age: tuple[tuple[float, float], ...] = ((DAY, 0.2), (7 * DAY, 0.5), (30 * DAY, 0.8))
-
-    def weight(self, account: Account, at: float) -> float:
-        if account.is_staff:
-            return self.staff
-        age = account_age(account, at)
-        if age is None:
-            return self.unknown_age
-        for bound, weight in self.by_age:
-            if age < bound:
-                return weight
-        return 1.0
-
-
-@dataclass(frozen=True)
-class ReportSurgeConfig:
-    """`report_surge`: distinct reporters on one target within `window_s`, weighted by trust.
-
-    `report_brigade` (mass false reporting): ≥ `brigade_min_reporters` distinct reporters of
-    which ≥ `brigade_young_fraction` are younger than `young_age_s` — the swarm itself is the
-    incident, whether or not its weight reaches a surge.
-    """
-
-    window_s: float = 600.0
-    min_weight: float = 5.0
-    min_weight_unstaffed: float = 3.0
-    high_weight: float = 10.0
-    young_age_s: float = 7 * DAY
-    brigade_min_reporters: int = 8
-    brigade_min_reporters_unstaffed: int = 6
-    brigade_young_fraction: float = 0.7
-    max_reporters: int = 1000  # per target, bounds memory under a huge swarm
-
-
-@dataclass(frozen=True)
-class ThreadRaidConfig:
-    """`thread_raid`: posts in `window_s` ≥ max(floor, factor × the thread's baseline) from
-    ≥ `min_authors` distinct authors, ≥ `young_fraction` of them younger than `young_age_s`.
-
-    The baseline is an exponentially decayed post rate (time constant `baseline_tau_s`) that
-    stops learning while the thread is under a raid.
-    """
-
-    window_s: float = 300.0
-    floor: int = 20
-    floor_unstaffed: int = 15
-    factor: float = 5.0
-    min_authors: int = 6
-    young_age_s: float = 7 * DAY
-    young_fraction: float = 0.5
-    baseline_tau_s: float = 3600.0
-    idle_s: float = DAY  # thread state dropped after this long without a post
-    max_window_posts: int = 2000
-
-
-@dataclass(frozen=True)
-class SwarmConfig:
-    """`new_account_swarm`: ≥ max(floor, factor × baseline) distinct accounts younger than
-    `young_age_s` posting on one board within `window_s`."""
-
-    window_s: float = 600.0
-    floor: int = 8
-    floor_unstaffed: int = 6
-    factor: float = 4.0
-    young_age_s: float = DAY
-    baseline_tau_s: float = 6 * 3600.0
-    idle_s: float = 2 * DAY
-    max_accounts: int = 5000
-
-
-@dataclass(frozen=True)
-class TextBrigadeConfig:
-    """`text_brigade`: near-duplicate bodies (MinHash LSH, Jaccard of word shingles ≥
-    `similarity`) from ≥ `min_accounts` distinct accounts within `window_s` on one board."""
-
-    window_s: float = 1800.0
-    min_accounts: int = 4
-    min_accounts_unstaffed: int = 3
-    similarity: float = 0.6
-    shingle: int = 3
-    min_tokens: int = 6  # shorter bodies ("+1", "lol") are not evidence of coordination
-    num_perm: int = 64
-    excerpt_chars: int = 80
-    max_window_posts: int = 50_000
-
-
-@dataclass(frozen=True)
-class ImageSprayConfig:
-    """`image_spray`: PDQ hashes within `max_distance` bits from ≥ `min_accounts` distinct
-    accounts within `window_s`."""
-
-    window_s: float = 1800.0
-    min_accounts: int = 4
-    min_accounts_unstaffed: int = 3
-    max_distance: int = 31
-    max_window_images: int = 50_000
+def trust_weight(weights: TrustWeights, account: Account, at: float) -> float:
+    """A reporter's weight from staff flag and account age (before review accuracy)."""
+    if account.is_staff:
+        return weights.staff
+    age = account_age(account, at)
+    if age is None:
+        return weights.unknown_age
+    for bound, weight in weights.by_age:
+        if age < bound:
+            return weight
+    return weights.older
 
 
 @dataclass(frozen=True)
 class BurstConfig:
-    """Every burst threshold; defaults until the policy file carries a `[burst]` section."""
+    """The thresholds in force (the policy's `[burst]`) and when moderators are on duty.
 
-    report_surge: ReportSurgeConfig = ReportSurgeConfig()
-    thread_raid: ThreadRaidConfig = ThreadRaidConfig()
-    swarm: SwarmConfig = SwarmConfig()
-    text_brigade: TextBrigadeConfig = TextBrigadeConfig()
-    image_spray: ImageSprayConfig = ImageSprayConfig()
-    trust: Trust = Trust()
+    `at(t)` gives the thresholds for event time `t`: the staffed ones, or with the `unstaffed`
+    overrides applied (computed once here, not per event).
+    """
+
+    thresholds: BurstThresholds = BurstThresholds()
     staffed_hours: Covers = field(default_factory=StaffedHours)
-    allowed_lateness_s: float = 30.0
+    unstaffed: BurstThresholds = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "unstaffed", self.thresholds.at_hours(False))
+
+    @classmethod
+    def from_policy(cls, policy: Policy) -> BurstConfig:
+        return cls(policy.burst, policy.staffed_hours)
+
+    @property
+    def allowed_lateness_s(self) -> float:
+        return self.thresholds.lateness_s
+
+    @property
+    def trust(self) -> TrustWeights:
+        return self.thresholds.trust
 
     def staffed(self, at: float) -> bool:
         return self.staffed_hours.covers(utc(at))
+
+    def at(self, at: float) -> BurstThresholds:
+        return self.thresholds if self.staffed(at) else self.unstaffed
 
 
 # ------------------------------------------------------------------------------ the protocol
@@ -208,6 +131,8 @@ class BurstDetector(Protocol):
     """Pure windowed detector: events and a watermark in, alert updates out."""
 
     kinds: ClassVar[tuple[str, ...]]
+    #: Read on every call, so assigning a new one (policy reload) applies from the next event.
+    config: BurstConfig
 
     def observe(self, data: Any, at: float) -> list[AlertData]:
         """One input payload at event time `at` (epoch s) → alerts it opens or updates."""
@@ -245,7 +170,6 @@ class Incidents:
     """Open incidents of one kind by key: one alert to open, growing updates, one resolve."""
 
     kind: str
-    quiet_s: float
     growth: float = 1.5
     open: dict[str, _Incident] = field(default_factory=dict)
 
@@ -278,12 +202,13 @@ class Incidents:
         if incident is not None:
             incident.last_seen = max(incident.last_seen, at)
 
-    def resolve_quiet(self, watermark: float) -> list[AlertData]:
-        """Resolve every incident with no activity for `quiet_s` before `watermark`."""
+    def resolve_quiet(self, watermark: float, quiet_s: float) -> list[AlertData]:
+        """Resolve every incident with no activity for `quiet_s` (the kind's window, as in
+        force now) before `watermark`."""
         out = []
-        for key in [k for k, i in self.open.items() if watermark - i.last_seen >= self.quiet_s]:
+        for key in [k for k, i in self.open.items() if watermark - i.last_seen >= quiet_s]:
             incident = self.open.pop(key)
-            resolved_at = incident.last_seen + self.quiet_s
+            resolved_at = incident.last_seen + quiet_s
             incident.evidence = {**incident.evidence, "resolved": True,
                                  "resolved_at": utc(resolved_at).isoformat()}
             out.append(self._send(incident, suffix="resolved"))
@@ -329,3 +254,88 @@ class DecayingRate:
     def add(self, at: float, tau: float, weight: float = 1.0) -> None:
         self.value = self.rate(at, tau) + weight / tau
         self.at = at if self.at is None else max(self.at, at)
+
+
+#: Hour-of-week buckets; epoch hour 0 (Thursday 00:00 UTC) is bucket 72, Monday 00:00 UTC is 0.
+WEEK_HOURS = 168
+_EPOCH_HOUR_OF_WEEK = 72
+
+
+class WeeklyProfile:
+    """How busy each hour of the week usually is, relative to the average hour: seasonality.
+
+    168 buckets (UTC hour of week), each an EWMA over the weeks (`alpha`) of the events counted
+    in that hour; an hour closes when an event of a later hour arrives (event time), and hours
+    without events close with 0. `factor(at)` = the usual count of `at`'s hour / the mean of the
+    known hours, clamped to [`low`, `high`]; an hour not seen yet borrows the same hour of day
+    from the days that are known, and before a day has been learnt the factor is 1. A window
+    that spans an hour boundary uses the time-weighted mean (`over`), so the last minutes of a
+    busy evening are not judged by the quiet hour that follows. One profile per board: a
+    board's evening is busy for all its threads (a thread alone is too sparse to learn 168
+    buckets, and 1.3 KB per thread would not stay bounded).
+    """
+
+    __slots__ = ("counts", "known", "hour", "pending", "cached")
+    alpha = 0.3
+    low, high = 0.2, 5.0
+
+    def __init__(self) -> None:
+        self.counts = array("d", bytes(8 * WEEK_HOURS))
+        self.known = bytearray(WEEK_HOURS)
+        self.hour: int | None = None  # the open hour (epoch hours)
+        self.pending = 0.0  # its count so far
+        self.cached: dict[int, float] = {}  # epoch hour → factor, until the next hour closes
+
+    @staticmethod
+    def bucket(hour: int) -> int:
+        return (hour + _EPOCH_HOUR_OF_WEEK) % WEEK_HOURS
+
+    def add(self, at: float, weight: float = 1.0) -> None:
+        hour = int(at // 3600)
+        if self.hour is None:
+            self.hour = hour
+        elif hour > self.hour:
+            for closing in range(self.hour, min(hour, self.hour + WEEK_HOURS)):
+                self._close(self.bucket(closing), self.pending if closing == self.hour else 0.0)
+            self.hour, self.pending = hour, 0.0
+            self.cached.clear()
+        elif hour < self.hour:
+            return  # late, its hour already closed: within the allowed lateness, negligible
+        self.pending += weight
+
+    def _close(self, bucket: int, count: float) -> None:
+        old = self.counts[bucket]
+        self.counts[bucket] = old + self.alpha * (count - old) if self.known[bucket] else count
+        self.known[bucket] = 1
+
+    def factor(self, at: float) -> float:
+        """The factor of `at`'s hour."""
+        hour = int(at // 3600)
+        value = self.cached.get(hour)
+        if value is None:
+            value = self.cached[hour] = self._factor(self.bucket(hour))
+        return value
+
+    def over(self, start: float, end: float) -> float:
+        """The time-weighted mean factor of the hours [start, end] overlaps."""
+        if end - start <= 0 or int(start // 3600) == int(end // 3600):
+            return self.factor(end)
+        total, at = 0.0, start
+        while at < end:
+            step = min(end, (int(at // 3600) + 1) * 3600.0) - at
+            total += self.factor(at) * step
+            at += step
+        return total / (end - start)
+
+    def _factor(self, bucket: int) -> float:
+        known = [self.counts[b] for b in range(WEEK_HOURS) if self.known[b]]
+        mean = sum(known) / len(known) if len(known) >= 24 else 0.0
+        if mean <= 0:
+            return 1.0
+        if self.known[bucket]:
+            usual = self.counts[bucket]
+        else:
+            same_hour = [self.counts[b] for b in range(bucket % 24, WEEK_HOURS, 24)
+                         if self.known[b]]
+            usual = sum(same_hour) / len(same_hour) if same_hour else mean
+        return min(self.high, max(self.low, usual / mean))

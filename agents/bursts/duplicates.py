@@ -41,12 +41,11 @@ class _Cluster:
 class _ClusterCounter:
     """Cluster bookkeeping shared by both detectors; `add` returns the cluster an item joined."""
 
-    def __init__(self, kind: str, window_s: float) -> None:
-        self.window_s = window_s
+    def __init__(self, kind: str) -> None:
         self.clusters: dict[str, _Cluster] = {}
         self.item_cluster: dict[str, str] = {}
         self.window: deque[tuple[float, str]] = deque()
-        self.incidents = Incidents(kind, quiet_s=window_s)
+        self.incidents = Incidents(kind)
 
     def join(self, item_id: str, near: list[str], at: float, make: Any) -> _Cluster:
         candidates = [self.clusters[self.item_cluster[i]] for i in near
@@ -60,13 +59,13 @@ class _ClusterCounter:
         cluster.live += 1
         return cluster
 
-    def expire(self, watermark: float, remove: Any) -> list[str]:
-        gone = []
-        while self.window and self.window[0][0] <= watermark - self.window_s:
+    def expire(self, watermark: float, window_s: float, remove: Any) -> list[AlertData]:
+        """Resolve quiet incidents, then drop the items (and clusters) older than the window."""
+        resolved = self.incidents.resolve_quiet(watermark, window_s)
+        while self.window and self.window[0][0] <= watermark - window_s:
             _, item = self.window.popleft()
             cluster_id = self.item_cluster.pop(item, None)
             remove(item)
-            gone.append(item)
             cluster = self.clusters.get(cluster_id or "")
             if cluster is None:
                 continue
@@ -76,7 +75,7 @@ class _ClusterCounter:
         for cluster_id in [c for c, cl in self.clusters.items()
                            if cl.live <= 0 and not self.incidents.is_open(c)]:
             del self.clusters[cluster_id]
-        return gone
+        return resolved
 
     def size(self) -> int:
         return len(self.clusters) + len(self.item_cluster)
@@ -97,23 +96,25 @@ class TextBrigadeDetector:
 
     def __init__(self, config: BurstConfig | None = None) -> None:
         self.config = config or BurstConfig()
-        c = self.config.text_brigade
+        c = self.config.thresholds.text_brigade
+        # the index parameters are fixed for the detector's life (a reload keeps them)
+        self.similarity, self.num_perm, self.shingle = c.similarity, c.num_perm, c.shingle
         self.lsh = MinHashLSH(threshold=c.similarity, num_perm=c.num_perm)
-        self.counter = _ClusterCounter("text_brigade", c.window_s)
+        self.counter = _ClusterCounter("text_brigade")
         # MinHash with fixed seed and permutations: same text → same signature in every run
-        self._template = MinHash(num_perm=c.num_perm, seed=1)
+        self._template = MinHash(num_perm=self.num_perm, seed=1)
 
     def observe(self, data: Any, at: float) -> list[AlertData]:
         if not isinstance(data, PostData):
             return []
-        c = self.config.text_brigade
+        c = self.config.at(at).text_brigade
         if data.post_id in self.counter.item_cluster:
             return []  # an edit or a redelivery: not a second voice
         if len(_WORD.findall(data.body)) < c.min_tokens:
             return []
-        minhash = MinHash(num_perm=c.num_perm, seed=1, permutations=self._template.permutations,
-                          scheme=self._template.scheme)
-        minhash.update_batch(shingles(data.body, c.shingle))
+        minhash = MinHash(num_perm=self.num_perm, seed=1,
+                          permutations=self._template.permutations, scheme=self._template.scheme)
+        minhash.update_batch(shingles(data.body, self.shingle))
         board = data.board or "-"
         near = self.lsh.query(minhash)
         if len(self.counter.window) >= c.max_window_posts:
@@ -132,9 +133,9 @@ class TextBrigadeDetector:
         return self._check(cluster, board, at)
 
     def _check(self, cluster: _Cluster, board: str, at: float) -> list[AlertData]:
-        c = self.config.text_brigade
+        c = self.config.at(at).text_brigade
         accounts = [a for a, t in cluster.accounts.items() if t > at - c.window_s]
-        need = c.min_accounts if self.config.staffed(at) else c.min_accounts_unstaffed
+        need = c.min_accounts
         key = f"{board}:{cluster.cluster_id}"
         if len(accounts) < need and not self.counter.incidents.is_open(key):
             return []
@@ -146,14 +147,13 @@ class TextBrigadeDetector:
             target=cluster.target,
             evidence={"board": board, "accounts": len(accounts), "posts": cluster.live,
                       "threads": len(cluster.threads), "excerpt": cluster.excerpt,
-                      "similarity": c.similarity, "threshold": need, "window_s": c.window_s,
+                      "similarity": self.similarity, "threshold": need, "window_s": c.window_s,
                       "sample_post_ids": cluster.items[:10],
                       "sample_account_ids": accounts[:10]})
 
     def advance(self, watermark: float) -> list[AlertData]:
-        resolved = self.counter.incidents.resolve_quiet(watermark)
-        self.counter.expire(watermark, self.lsh.remove)
-        return resolved
+        return self.counter.expire(watermark, self.config.thresholds.text_brigade.window_s,
+                                   self.lsh.remove)
 
     def state_size(self) -> int:
         return self.counter.size()
@@ -175,8 +175,7 @@ class ImageSprayDetector:
 
     def __init__(self, config: BurstConfig | None = None) -> None:
         self.config = config or BurstConfig()
-        c = self.config.image_spray
-        self.counter = _ClusterCounter("image_spray", c.window_s)
+        self.counter = _ClusterCounter("image_spray")
         self.capacity = 1024
         self.hashes = np.zeros((self.capacity, 4), dtype=np.uint64)
         self.ids: list[str | None] = [None] * self.capacity
@@ -192,7 +191,7 @@ class ImageSprayDetector:
             return []
         if data.content_id in self.slot:
             return []  # redelivered signal
-        c = self.config.image_spray
+        c = self.config.at(at).image_spray
         words = pdq_words(hex_hash)
         near: list[str] = []
         if self.slot:
@@ -213,7 +212,7 @@ class ImageSprayDetector:
         if len(cluster.items) < 10:
             cluster.items.append(data.content_id)
         accounts = [a for a, t in cluster.accounts.items() if t > at - c.window_s]
-        need = c.min_accounts if self.config.staffed(at) else c.min_accounts_unstaffed
+        need = c.min_accounts
         key = cluster.cluster_id
         if len(accounts) < need and not self.counter.incidents.is_open(key):
             return []
@@ -252,9 +251,8 @@ class ImageSprayDetector:
             self.free.append(slot)
 
     def advance(self, watermark: float) -> list[AlertData]:
-        resolved = self.counter.incidents.resolve_quiet(watermark)
-        self.counter.expire(watermark, self._remove)
-        return resolved
+        return self.counter.expire(watermark, self.config.thresholds.image_spray.window_s,
+                                   self._remove)
 
     def state_size(self) -> int:
         return self.counter.size()

@@ -4,8 +4,9 @@ Reports are keyed by `target_id` on `forum.reports.v1`, so every report of one t
 one partition and one detector: the state is partition-local, no repartition needed.
 
 - Distinct reporters count once however often they report (their latest report is kept).
-- Each reporter weighs by trust (`Trust`: staff 3, young accounts little), so a swarm of fresh
-  accounts cannot push a post over the surge threshold on its own …
+- Each reporter weighs by trust (`trust_weight`: staff 3, young accounts little), times how
+  often moderators upheld their past reports (`ReporterAccuracy`), so a swarm of fresh
+  accounts or of habitual false reporters cannot push a post over the threshold on its own …
 - … and that swarm is itself an incident: `report_brigade` (mass false reporting) when
   enough distinct reporters, mostly young, pile onto one target.
 """
@@ -15,11 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from agents.bursts.base import (
-    BurstConfig,
-    Incidents,
-    account_age,
-)
+from agents.bursts.accuracy import ReporterAccuracy
+from agents.bursts.base import BurstConfig, Incidents, account_age, trust_weight
 from streams.events import AlertData, ReportData, Target
 
 
@@ -43,18 +41,19 @@ class ReportSurgeDetector:
 
     kinds: ClassVar[tuple[str, ...]] = ("report_surge", "report_brigade")
 
-    def __init__(self, config: BurstConfig | None = None) -> None:
+    def __init__(self, config: BurstConfig | None = None,
+                 accuracy: ReporterAccuracy | None = None) -> None:
         self.config = config or BurstConfig()
-        c = self.config.report_surge
+        self.accuracy = accuracy if accuracy is not None else ReporterAccuracy()
         self.targets: dict[str, _TargetState] = {}
-        self.surges = Incidents("report_surge", quiet_s=c.window_s)
-        self.brigades = Incidents("report_brigade", quiet_s=c.window_s)
+        self.surges = Incidents("report_surge")
+        self.brigades = Incidents("report_brigade")
         self._swept = float("-inf")
 
     def observe(self, data: Any, at: float) -> list[AlertData]:
         if not isinstance(data, ReportData):
             return []
-        c, trust = self.config.report_surge, self.config.trust
+        c, trust = self.config.at(at).report_surge, self.config.trust
         key = f"{data.target_type}:{data.target_id}"
         state = self.targets.get(key)
         if state is None:
@@ -64,11 +63,13 @@ class ReportSurgeDetector:
             state = self.targets[key] = _TargetState(target)
         reporter = data.reporter
         age = account_age(reporter, at)
+        voice = trust_weight(trust, reporter, at) * self.accuracy.factor(reporter.id, trust)
+        self.accuracy.reported(data.target_id, reporter.id)
         previous = state.votes.pop(reporter.id, None)
         if previous is None and len(state.votes) >= c.max_reporters:
             state.votes.pop(next(iter(state.votes)))  # oldest out: bounded under any swarm
         state.votes[reporter.id] = _Vote(
-            max(at, previous.at) if previous else at, trust.weight(reporter, at),
+            max(at, previous.at) if previous else at, voice,
             age is None or age < c.young_age_s, reporter.is_staff, data.report_id)
 
         since = at - c.window_s
@@ -89,7 +90,7 @@ class ReportSurgeDetector:
             "sample_report_ids": [v.report_id for v in votes[:10]],
         }
         out: list[AlertData] = []
-        threshold = c.min_weight if staffed else c.min_weight_unstaffed
+        threshold = c.min_weight
         if weight >= threshold or self.surges.is_open(key):
             out += self.surges.touch(
                 key, first_seen=first, last_seen=at, count=len(votes),
@@ -97,7 +98,7 @@ class ReportSurgeDetector:
                 summary=f"{len(votes)} members reported {data.target_type} {data.target_id} "
                         f"within {c.window_s / 60:g} min (trust-weighted {weight:g})",
                 target=state.target, evidence={**evidence, "threshold": threshold})
-        brigade_min = c.brigade_min_reporters if staffed else c.brigade_min_reporters_unstaffed
+        brigade_min = c.brigade_min_reporters
         if (len(votes) >= brigade_min and young >= c.brigade_young_fraction * len(votes)) \
                 or self.brigades.is_open(key):
             out += self.brigades.touch(
@@ -108,8 +109,9 @@ class ReportSurgeDetector:
         return out
 
     def advance(self, watermark: float) -> list[AlertData]:
-        resolved = self.surges.resolve_quiet(watermark) + self.brigades.resolve_quiet(watermark)
-        window = self.config.report_surge.window_s
+        window = self.config.thresholds.report_surge.window_s
+        resolved = (self.surges.resolve_quiet(watermark, window)
+                    + self.brigades.resolve_quiet(watermark, window))
         if watermark - self._swept < window / 4:
             return resolved
         self._swept, horizon = watermark, watermark - window

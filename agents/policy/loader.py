@@ -12,6 +12,7 @@ import logging
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import time
 from importlib import resources
 from pathlib import Path
@@ -23,12 +24,20 @@ from agents.policy.model import (
     DAYS,
     DESTINATIONS,
     SEVERITIES,
+    BurstKind,
+    BurstThresholds,
+    ImageSprayThresholds,
     Paging,
     Policy,
     Route,
+    ReportSurgeThresholds,
     Rule,
     StaffedHours,
+    SwarmThresholds,
+    TextBrigadeThresholds,
     Thresholds,
+    ThreadRaidThresholds,
+    TrustWeights,
 )
 
 log = logging.getLogger(__name__)
@@ -152,7 +161,7 @@ class _Validator:
     # -- sections
     def policy(self, raw: dict[str, Any]) -> Policy:
         top = self.table(raw, (), ("version", "description", "required", "rules",
-                                   "staffed_hours", "paging", "unchecked", "reviews"))
+                                   "staffed_hours", "paging", "unchecked", "reviews", "burst"))
         version = self.string(top, (), "version")
         required_raw = self.table(top.get("required", {}), ("required",), ("image", "post"))
         required = {ct: self.strings(required_raw, ("required",), ct) for ct in ("image", "post")}
@@ -179,6 +188,7 @@ class _Validator:
                                            SEVERITIES),
             escalate_severity=self.string(reviews, ("reviews",), "escalate_severity", "high",
                                           SEVERITIES),
+            burst=self.burst(top.get("burst", {})),
             source=self.source,
         )
 
@@ -275,6 +285,116 @@ class _Validator:
             escalation=self.strings(table, path, "escalation", ("pagerduty",), DESTINATIONS),
             alertmanager_ttl_minutes=ttl if ttl is not None else 360,
         )
+
+
+    # -- [burst]: burst detector thresholds (agents/bursts); apart from the sections above
+    def burst(self, raw: Any) -> BurstThresholds:
+        path: Path_ = ("burst",)
+        table = self.table(raw, path, ("lateness_seconds", "trust", *_BURST_KINDS))
+        # a kind's table replaces its defaults, `unstaffed` included (none unless written)
+        kinds = {kind: self.burst_kind(table[kind], (*path, kind), *_BURST_KINDS[kind])
+                 for kind in _BURST_KINDS if kind in table}
+        lateness = self.number(table, path, "lateness_seconds", low=0, high=3600)
+        return BurstThresholds(
+            **kinds, trust=self.burst_trust(table.get("trust", {}), (*path, "trust")),
+            lateness_s=BurstThresholds.lateness_s if lateness is None else float(lateness))
+
+    def burst_values(self, table: Mapping[str, Any], path: Path_,
+                     fields: Mapping[str, _BurstField]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for key, (name, scale, integer, low, high) in fields.items():
+            value = self.number(table, path, key, low=low, high=high, integer=integer)
+            if value is not None:
+                values[name] = value if integer else float(value) * scale
+        return values
+
+    def burst_kind(self, raw: Any, path: Path_, cls: type[BurstKind],
+                   fields: Mapping[str, _BurstField]) -> BurstKind:
+        table = self.table(raw, path, (*fields, "unstaffed"))
+        staffed = cls(**self.burst_values(table, path, fields))
+        if "unstaffed" not in table:
+            return replace(staffed, unstaffed=())
+        overridable = {k: f for k, f in fields.items() if f[0] in cls.STRICTER}
+        upath: Path_ = (*path, "unstaffed")
+        overrides = self.burst_values(self.table(table["unstaffed"], upath, tuple(overridable)),
+                                      upath, overridable)
+        for key, (name, *_) in overridable.items():
+            if name not in overrides:
+                continue
+            mine, theirs = overrides[name], getattr(staffed, name)
+            down = cls.STRICTER[name] == "down"
+            if (mine > theirs) if down else (mine < theirs):
+                raise self.fail((*upath, key), "outside staffed hours thresholds must be "
+                                f"stricter ({'≤' if down else '≥'} {key} {theirs:g})")
+        return replace(staffed, unstaffed=tuple(overrides.items()))
+
+    def burst_trust(self, raw: Any, path: Path_) -> TrustWeights:
+        fields = {"staff": ("staff", 1.0, False, 0, 100),
+                  "unknown_age": ("unknown_age", 1.0, False, 0, 100),
+                  "older": ("older", 1.0, False, 0, 100),
+                  "prior_confirmed": ("prior_confirmed", 1.0, False, 0.01, 1000),
+                  "prior_restored": ("prior_restored", 1.0, False, 0.01, 1000),
+                  "max_accuracy_factor": ("max_accuracy_factor", 1.0, False, 1, 100)}
+        table = self.table(raw, path, (*fields, "age_weights"))
+        values = self.burst_values(table, path, fields)
+        if "age_weights" in table:
+            steps = table["age_weights"]
+            ok = isinstance(steps, list) and all(
+                isinstance(s, list) and len(s) == 2
+                and all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+                        for v in s) for s in steps)
+            if not ok or [s[0] for s in steps] != sorted({s[0] for s in steps}):
+                raise self.fail((*path, "age_weights"), "expected [[days, weight], …] with "
+                                "increasing days, e.g. [[1, 0.2], [7, 0.5]]")
+            values["by_age"] = tuple((float(d) * DAY_S, float(w)) for d, w in steps)
+        return TrustWeights(**values)
+
+
+#: TOML key → (field, unit in seconds or 1, integer, low, high)
+_BurstField = tuple[str, float, bool, float, float | None]
+DAY_S, HOUR_S, MINUTE_S = 86_400.0, 3600.0, 60.0
+_BURST_KINDS: dict[str, tuple[type[BurstKind], dict[str, _BurstField]]] = {
+    "report_surge": (ReportSurgeThresholds, {
+        "window_minutes": ("window_s", MINUTE_S, False, 0.5, 1440),
+        "min_weight": ("min_weight", 1.0, False, 0.1, None),
+        "high_weight": ("high_weight", 1.0, False, 0.1, None),
+        "young_age_days": ("young_age_s", DAY_S, False, 0, 365),
+        "brigade_min_reporters": ("brigade_min_reporters", 1.0, True, 2, None),
+        "brigade_young_fraction": ("brigade_young_fraction", 1.0, False, 0, 1),
+        "max_reporters": ("max_reporters", 1.0, True, 10, None)}),
+    "thread_raid": (ThreadRaidThresholds, {
+        "window_minutes": ("window_s", MINUTE_S, False, 0.5, 1440),
+        "floor": ("floor", 1.0, True, 2, None),
+        "factor": ("factor", 1.0, False, 1, None),
+        "min_authors": ("min_authors", 1.0, True, 1, None),
+        "young_age_days": ("young_age_s", DAY_S, False, 0, 365),
+        "young_fraction": ("young_fraction", 1.0, False, 0, 1),
+        "baseline_hours": ("baseline_tau_s", HOUR_S, False, 0.1, 24 * 28),
+        "idle_hours": ("idle_s", HOUR_S, False, 1, 24 * 28),
+        "max_window_posts": ("max_window_posts", 1.0, True, 10, None)}),
+    "new_account_swarm": (SwarmThresholds, {
+        "window_minutes": ("window_s", MINUTE_S, False, 0.5, 1440),
+        "floor": ("floor", 1.0, True, 2, None),
+        "factor": ("factor", 1.0, False, 1, None),
+        "young_age_hours": ("young_age_s", HOUR_S, False, 0, 24 * 365),
+        "baseline_hours": ("baseline_tau_s", HOUR_S, False, 0.1, 24 * 28),
+        "idle_hours": ("idle_s", HOUR_S, False, 1, 24 * 28),
+        "max_accounts": ("max_accounts", 1.0, True, 10, None)}),
+    "text_brigade": (TextBrigadeThresholds, {
+        "window_minutes": ("window_s", MINUTE_S, False, 0.5, 1440),
+        "min_accounts": ("min_accounts", 1.0, True, 2, None),
+        "similarity": ("similarity", 1.0, False, 0.05, 1),
+        "shingle_words": ("shingle", 1.0, True, 1, 10),
+        "min_words": ("min_tokens", 1.0, True, 1, None),
+        "num_perm": ("num_perm", 1.0, True, 16, 512),
+        "excerpt_chars": ("excerpt_chars", 1.0, True, 0, 200),
+        "max_window_posts": ("max_window_posts", 1.0, True, 10, None)}),
+    "image_spray": (ImageSprayThresholds, {
+        "window_minutes": ("window_s", MINUTE_S, False, 0.5, 1440),
+        "min_accounts": ("min_accounts", 1.0, True, 2, None),
+        "max_distance": ("max_distance", 1.0, True, 0, 128),
+        "max_window_images": ("max_window_images", 1.0, True, 10, None)}),
+}
 
 
 # ------------------------------------------------------------------------------------ locating

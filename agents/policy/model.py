@@ -7,9 +7,9 @@ answers whatever the wall clock says.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timezone
-from typing import Literal
+from typing import Any, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo
 
 SEVERITIES: tuple[str, ...] = ("critical", "high", "medium", "low")  # most severe first
@@ -141,6 +141,7 @@ class Policy:
     unchecked_action: str = "hold_for_review"
     unchecked_severity: str = "medium"
     escalate_severity: str = "high"
+    burst: BurstThresholds = field(default_factory=lambda: BurstThresholds())
     source: str = "<builtin>"
 
     def __hash__(self) -> int:  # `required` is a dict; identity is enough for caches
@@ -157,3 +158,157 @@ class Policy:
                 continue
             found.extend(d for d in route.destinations if d not in found)
         return tuple(found)
+
+
+# ================================================================== [burst]: burst detectors
+# Thresholds of the burst detectors (agents/bursts, docs/burst.md), one class per kind. Kept in
+# this block of its own, apart from the decision policy above. Durations are seconds here; the
+# file writes them in minutes, hours or days (loader).
+
+BURST_DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class BurstKind:
+    """One kind's thresholds; `unstaffed` holds stricter overrides (field → value) that apply
+    outside staffed hours, like a rule's `unstaffed` table.
+
+    `STRICTER` names the fields an override may set and which way is stricter: "down" (fewer
+    reports/posts/accounts needed) or "up" (a looser match counts). Windows and capacities are
+    not overridable: the window state is shared by both sets of thresholds.
+    """
+
+    STRICTER: ClassVar[dict[str, str]] = {}
+    unstaffed: tuple[tuple[str, float], ...] = ()
+
+    def at_hours(self, staffed: bool) -> Self:
+        """The thresholds in force, staffed or not (overrides applied field by field)."""
+        if staffed or not self.unstaffed:
+            return self
+        return replace(self, unstaffed=(), **dict(self.unstaffed))
+
+
+@dataclass(frozen=True)
+class ReportSurgeThresholds(BurstKind):
+    """`report_surge` (trust-weighted reporters ≥ `min_weight`) and `report_brigade` (≥
+    `brigade_min_reporters` reporters, ≥ `brigade_young_fraction` younger than `young_age_s`)
+    within `window_s` on one target."""
+
+    STRICTER: ClassVar[dict[str, str]] = {
+        "min_weight": "down", "high_weight": "down", "brigade_min_reporters": "down",
+        "brigade_young_fraction": "down"}
+    unstaffed: tuple[tuple[str, float], ...] = (("min_weight", 3.0),
+                                                ("brigade_min_reporters", 6))
+    window_s: float = 600.0
+    min_weight: float = 5.0
+    high_weight: float = 10.0
+    young_age_s: float = 7 * BURST_DAY
+    brigade_min_reporters: int = 8
+    brigade_young_fraction: float = 0.7
+    max_reporters: int = 1000  # per target, bounds memory under a huge swarm
+
+
+@dataclass(frozen=True)
+class ThreadRaidThresholds(BurstKind):
+    """`thread_raid`: posts in `window_s` ≥ max(`floor`, `factor` × the thread's seasonal
+    baseline) from ≥ `min_authors` authors, ≥ `young_fraction` younger than `young_age_s`."""
+
+    STRICTER: ClassVar[dict[str, str]] = {
+        "floor": "down", "factor": "down", "min_authors": "down", "young_fraction": "down"}
+    unstaffed: tuple[tuple[str, float], ...] = (("floor", 7),)
+    window_s: float = 300.0
+    floor: int = 8  # tuned with bench/burst_eval.py (docs/burst.md#detection-delay)
+    factor: float = 5.0
+    min_authors: int = 6
+    young_age_s: float = 7 * BURST_DAY
+    young_fraction: float = 0.5
+    baseline_tau_s: float = 3600.0
+    idle_s: float = BURST_DAY  # thread state dropped after this long without a post
+    max_window_posts: int = 2000
+
+
+@dataclass(frozen=True)
+class SwarmThresholds(BurstKind):
+    """`new_account_swarm`: ≥ max(`floor`, `factor` × the board's seasonal baseline) accounts
+    younger than `young_age_s` posting on one board within `window_s`."""
+
+    STRICTER: ClassVar[dict[str, str]] = {"floor": "down", "factor": "down"}
+    unstaffed: tuple[tuple[str, float], ...] = (("floor", 5),)
+    window_s: float = 600.0
+    floor: int = 6
+    factor: float = 4.0
+    young_age_s: float = BURST_DAY
+    baseline_tau_s: float = 6 * 3600.0
+    idle_s: float = 2 * BURST_DAY
+    max_accounts: int = 5000
+
+
+@dataclass(frozen=True)
+class TextBrigadeThresholds(BurstKind):
+    """`text_brigade`: bodies with Jaccard ≥ `similarity` (MinHash LSH over word shingles) from
+    ≥ `min_accounts` accounts on one board within `window_s`. The index parameters
+    (`similarity`, `shingle`, `num_perm`) take effect when the detector starts."""
+
+    STRICTER: ClassVar[dict[str, str]] = {"min_accounts": "down"}
+    unstaffed: tuple[tuple[str, float], ...] = (("min_accounts", 3),)
+    window_s: float = 1800.0
+    min_accounts: int = 4
+    similarity: float = 0.5  # 0.6 missed 4-account brigades with small edits (docs/burst.md)
+    shingle: int = 3
+    min_tokens: int = 6  # shorter bodies ("+1", "lol") are not evidence of coordination
+    num_perm: int = 64
+    excerpt_chars: int = 80
+    max_window_posts: int = 50_000
+
+
+@dataclass(frozen=True)
+class ImageSprayThresholds(BurstKind):
+    """`image_spray`: PDQ within `max_distance` bits from ≥ `min_accounts` accounts within
+    `window_s`."""
+
+    STRICTER: ClassVar[dict[str, str]] = {"min_accounts": "down", "max_distance": "up"}
+    unstaffed: tuple[tuple[str, float], ...] = (("min_accounts", 3),)
+    window_s: float = 1800.0
+    min_accounts: int = 4
+    max_distance: int = 31
+    max_window_images: int = 50_000
+
+
+@dataclass(frozen=True)
+class TrustWeights:
+    """A reporter's weight: staff, else by account age (`by_age`: (max age s, weight), youngest
+    first; older → `older`), times an accuracy factor from moderators' reviews of what they
+    reported: the mean of Beta(`prior_confirmed` + confirmed, `prior_restored` + restored)
+    over the prior's mean, capped at `max_accuracy_factor`."""
+
+    staff: float = 3.0
+    unknown_age: float = 0.5
+    by_age: tuple[tuple[float, float], ...] = ((BURST_DAY, 0.2), (7 * BURST_DAY, 0.5),
+                                               (30 * BURST_DAY, 0.8))
+    older: float = 1.0
+    prior_confirmed: float = 2.0
+    prior_restored: float = 2.0
+    max_accuracy_factor: float = 1.5
+
+
+@dataclass(frozen=True)
+class BurstThresholds:
+    """The `[burst]` section: every kind's thresholds, trust weights, allowed lateness."""
+
+    report_surge: ReportSurgeThresholds = ReportSurgeThresholds()
+    thread_raid: ThreadRaidThresholds = ThreadRaidThresholds()
+    new_account_swarm: SwarmThresholds = SwarmThresholds()
+    text_brigade: TextBrigadeThresholds = TextBrigadeThresholds()
+    image_spray: ImageSprayThresholds = ImageSprayThresholds()
+    trust: TrustWeights = TrustWeights()
+    lateness_s: float = 30.0  # events older than the watermark by more are dropped
+
+    KINDS: ClassVar[tuple[str, ...]] = ("report_surge", "thread_raid", "new_account_swarm",
+                                        "text_brigade", "image_spray")
+
+    def at_hours(self, staffed: bool) -> BurstThresholds:
+        """Every kind's thresholds in force, staffed or not."""
+        if staffed:
+            return self
+        kinds: dict[str, Any] = {k: getattr(self, k).at_hours(False) for k in self.KINDS}
+        return replace(self, **kinds)

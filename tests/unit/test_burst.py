@@ -17,10 +17,11 @@ from agents.bursts import (
     ReportSurgeDetector,
     TextBrigadeDetector,
     ThreadRaidDetector,
-    Trust,
     Watermarked,
+    trust_weight,
 )
 from agents.bursts.base import StaffedHours
+from agents.policy.model import TrustWeights
 from streams.events import Account, AlertData, PostData, ReportData, SignalData
 
 NOON = datetime(2025, 2, 4, 14, 0, tzinfo=timezone.utc).timestamp()  # staffed (UTC 08–22)
@@ -132,7 +133,7 @@ def test_young_swarm_cannot_surge_but_is_a_report_brigade() -> None:
 
 
 def test_staff_weigh_more() -> None:
-    assert Trust().weight(Account(id="s", is_staff=True), NOON) == 3.0
+    assert trust_weight(TrustWeights(), Account(id="s", is_staff=True), NOON) == 3.0
     alerts, _ = run(ReportSurgeDetector, [rep(1, "v", "mod", NOON, staff=True),
                                           rep(2, "v", "member", NOON + 1),
                                           rep(3, "v", "member2", NOON + 2)])
