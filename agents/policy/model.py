@@ -19,6 +19,9 @@ ACTIONS: tuple[str, ...] = ("block", "hide", "hold_for_review")
 VERDICT_OF: dict[str, str] = {"block": "block", "hide": "hold", "hold_for_review": "hold"}
 DESTINATIONS: tuple[str, ...] = ("alertmanager", "pagerduty", "webhook")
 DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: Time-boxed mitigations and the scope each one covers.
+MITIGATION_SCOPES: dict[str, str] = {"restrict_thread": "thread",
+                                     "hold_new_accounts_media": "board"}
 
 Mode = Literal["enforce", "shadow"]
 When = Literal["always", "staffed", "unstaffed"]
@@ -110,6 +113,30 @@ class StaffedHours:
 
 
 @dataclass(frozen=True)
+class Mitigation:
+    """A time-boxed mitigation decide starts when an alert of kind `on` arrives.
+
+    `restrict_thread`: posts and images of accounts younger than `young_account_days` in the
+    alert's thread are held for review; `hold_new_accounts_media`: their images on the alert's
+    board are. It lifts itself `duration_minutes` after it started (or earlier from the
+    console). A `shadow` mitigation holds nothing: decide emits `shadow:<name>` signals.
+    """
+
+    name: str
+    on: tuple[str, ...]
+    action: str
+    duration_minutes: float
+    young_account_days: float
+    severity: str = "medium"
+    mode: Mode = "enforce"
+
+    @property
+    def scope(self) -> str:
+        """`thread` or `board`."""
+        return MITIGATION_SCOPES[self.action]
+
+
+@dataclass(frozen=True)
 class Route:
     """Who gets alerts of some severities (and kinds), always or only (un)staffed."""
 
@@ -142,6 +169,7 @@ class Policy:
     unchecked_severity: str = "medium"
     escalate_severity: str = "high"
     source: str = "<builtin>"
+    mitigations: tuple[Mitigation, ...] = ()
 
     def __hash__(self) -> int:  # `required` is a dict; identity is enough for caches
         return id(self)
