@@ -208,3 +208,49 @@ async def test_confirm_on_allowed_content_hides_it(worker: Worker,
     held = await wait_for(worker, broker, VERDICTS, lambda e: verdict_of("p-confirm")(e)
                           and e["data"]["verdict"] == "hold")
     assert held["data"]["decision_id"] == hide[0]["data"]["decision_id"]
+
+
+async def test_decisions_and_mitigations_survive_a_decide_restart(
+        broker: EmbeddedBroker, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(mitigation_policy())
+    env = vigil_env(broker.url, unique_prefix(), tmp_path, VIGIL_POLICY=str(policy))
+    args = ["worker", "--agents", "intake,decide"]
+    raid_key = "thread_raid:t-r2:20250204T021000Z"
+    with running(args, env, tmp_path) as first:
+        await produce(broker.bootstrap, topic(first, ALERTS),
+                      [burst_alert("thread_raid", raid_key, thread="t-r2")],
+                      key=raid_key.encode())
+        announced = await wait_for(first, broker, ALERTS, mitigation("t-r2", False))
+        await produce(broker.bootstrap, topic(first, POSTS),
+                      [post("p-r2-young", "t-r2", YOUNG), post("p-r2-old", "t-other", OLD)])
+        held = await wait_for(first, broker, VERDICTS, verdict_of("p-r2-young"))
+        allowed = await wait_for(first, broker, VERDICTS, verdict_of("p-r2-old"))
+    assert (held["data"]["verdict"], allowed["data"]["verdict"]) == ("hold", "allow")
+
+    with running(args, env, tmp_path) as second:
+        # decisions taken by the first process: a restore and a confirm still apply
+        await produce(broker.bootstrap, topic(second, REVIEWS),
+                      [review(held["data"]["decision_id"], "restore", "p-r2-young")],
+                      key=b"p-r2-young")
+        await produce(broker.bootstrap, topic(second, REVIEWS),
+                      [review(allowed["data"]["decision_id"], "confirm", "p-r2-old")],
+                      key=b"p-r2-old")
+        restore = await wait_for(second, broker, TAKEDOWNS, lambda e: e["data"]["target"][
+            "id"] == "p-r2-young" and e["data"]["action"] == "restore")
+        assert restore["data"]["target"]["thread_id"] == "t-r2" and verify(restore, KEYS)
+        await wait_for(second, broker, TAKEDOWNS, lambda e: e["data"]["target"][
+            "id"] == "p-r2-old" and e["data"]["action"] == "hide")
+        # the raid's mitigation was rebuilt from the alerts topic: still in force
+        await produce(broker.bootstrap, topic(second, POSTS),
+                      [post("p-r2-later", "t-r2", YOUNG)])
+        later = await wait_for(second, broker, VERDICTS, verdict_of("p-r2-later"))
+        assert later["data"]["verdict"] == "hold"
+        # not announced again by the second process: a marker on the announcement's partition,
+        # produced after the second process had settled, comes after any re-announcement
+        dedup_key = announced["data"]["dedup_key"]
+        await produce(broker.bootstrap, topic(second, ALERTS),
+                      [burst_alert("test_marker", "marker-r2")], key=dedup_key.encode())
+        alerts = await collect(broker.bootstrap, topic(second, ALERTS), lambda es: any(
+            e["data"]["dedup_key"] == "marker-r2" for e in es))
+        assert len([e for e in alerts if mitigation("t-r2", False)(e)]) == 1
