@@ -53,6 +53,22 @@ __all__ = ["NAME", "SOURCE", "Decider", "Output", "Pending", "Record", "alert_ou
 
 
 
+class _Children:
+    """A labelled metric's children, looked up once: prometheus_client's `labels()` builds a
+    tuple and takes a lock on every call, a few µs per decision on decide's hot path."""
+
+    __slots__ = ("_metric", "_cache")
+
+    def __init__(self, metric: Any) -> None:
+        self._metric, self._cache = metric, {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._cache.get(values)
+        if child is None:
+            child = self._cache[values] = self._metric.labels(*values)
+        return child
+
+
 def register(ctx: AgentContext) -> None:
     """Register the decide agents (signals, reviews), the follower of the alerts topic and the
     deadline/expiry/reload timers."""
@@ -71,6 +87,11 @@ def register(ctx: AgentContext) -> None:
     book = MitigationBook(store)
     decider = Decider(ctx.settings.decide_deadline_ms / 1000, store, book)
     batch_seconds = metrics.agent_batch_seconds.labels(NAME)
+    alerts_sent, takedowns_sent = _Children(metrics.alerts), _Children(metrics.takedowns)
+    verdicts_sent, shadow_hits = _Children(metrics.verdicts), _Children(metrics.shadow_hits)
+    event_to_verdict = _Children(metrics.event_to_verdict)
+    verdict_latency = _Children(metrics.verdict_latency)
+    takedown_latency = _Children(metrics.takedown_latency)
 
     def add_all(out: Outbox, outputs: list[Output], now: datetime) -> None:
         for o in outputs:
@@ -78,31 +99,31 @@ def register(ctx: AgentContext) -> None:
             out.add(o.spec, *encode(o.spec, o.data, source=SOURCE, event_id=o.event_id,
                                     time=now, signer=signed))
             if isinstance(o.data, AlertData):
-                metrics.alerts.labels(o.data.kind, o.data.severity).inc()
+                alerts_sent(o.data.kind, o.data.severity).inc()
             elif isinstance(o.data, TakedownData):
-                metrics.takedowns.labels(o.data.action, o.data.severity).inc()
+                takedowns_sent(o.data.action, o.data.severity).inc()
             elif isinstance(o.data, SignalData):
-                metrics.shadow_hits.labels(o.data.evidence.get("rule", "?"),
-                                           o.data.evidence.get("would_action", "?")).inc()
+                shadow_hits(o.data.evidence.get("rule", "?"),
+                            o.data.evidence.get("would_action", "?")).inc()
 
     def emit(out: Outbox, entry: Pending, decision: Decision, now: datetime) -> None:
         base = entry.signals.get("intake") or entry.context()
         received_ms = base.evidence.get("received_ms") if base else None
         latency_ms = time.time() * 1000 - received_ms if received_ms else None
-        add_all(out, decision_outputs(decision, entry.target(), now=now,
-                                      event_time=entry.event_time(), latency_ms=latency_ms),
-                now)
-        metrics.verdicts.labels(entry.content_type, decision.verdict).inc()
         event_time = entry.event_time()
+        add_all(out, decision_outputs(decision, entry.target(), now=now,
+                                      event_time=event_time, latency_ms=latency_ms),
+                now)
+        verdicts_sent(entry.content_type, decision.verdict).inc()
         if event_time is not None:
-            metrics.event_to_verdict.labels(entry.content_type).observe(
+            event_to_verdict(entry.content_type).observe(
                 max(0.0, (now - event_time).total_seconds()))
         if latency_ms is not None:
-            metrics.verdict_latency.labels(entry.content_type).observe(latency_ms / 1000)
+            verdict_latency(entry.content_type).observe(latency_ms / 1000)
             if decision.verdict != "allow":
                 # by hour of the content's event time: night vs day time-to-takedown
-                hour = f"{(entry.event_time() or now).astimezone(timezone.utc).hour:02d}"
-                metrics.takedown_latency.labels(hour).observe(latency_ms / 1000)
+                hour = f"{(event_time or now).astimezone(timezone.utc).hour:02d}"
+                takedown_latency(hour).observe(latency_ms / 1000)
 
     def release(entries: list[Pending]) -> None:
         """Ack the inputs held for decided contents (their outputs are delivered by now)."""

@@ -46,6 +46,9 @@ class Pending:
     #: Input messages kept unacknowledged until this content is decided and its outputs are
     #: delivered, so a crash before that redelivers them instead of losing the window.
     held: list[Any] = field(default_factory=list)
+    #: Parsed once per content (the hot path asks for them several times).
+    _event_time: datetime | None = None
+    _target: Target | None = None
 
     def context(self) -> SignalData | None:
         """The signal with the most context (intake's, else any)."""
@@ -53,12 +56,15 @@ class Pending:
 
     def event_time(self) -> datetime | None:
         """The content's event time on the forum (from intake), for staffed hours."""
-        intake = self.signals.get("intake")
-        value = intake.evidence.get("event_time") if intake is not None else None
-        try:
-            return datetime.fromisoformat(value) if isinstance(value, str) else None
-        except ValueError:
-            return None
+        if self._event_time is None:
+            intake = self.signals.get("intake")
+            value = intake.evidence.get("event_time") if intake is not None else None
+            try:
+                self._event_time = (datetime.fromisoformat(value) if isinstance(value, str)
+                                    else None)
+            except ValueError:
+                return None
+        return self._event_time
 
     def board(self) -> str | None:
         intake = self.signals.get("intake")
@@ -66,6 +72,12 @@ class Pending:
         return value if isinstance(value, str) and value else None
 
     def target(self) -> Target:
+        """What the decision is about; fixed once asked (at the decision)."""
+        if self._target is None:
+            self._target = self._build_target()
+        return self._target
+
+    def _build_target(self) -> Target:
         base = self.context()
         return Target(
             type=self.content_type,  # type: ignore[arg-type]

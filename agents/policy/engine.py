@@ -143,7 +143,7 @@ def evaluate(policy: Policy, content_type: str, signals: Mapping[str, SignalData
         signal = signals[name]
         if name in BOOKKEEPING or name.startswith(SHADOW_PREFIX):
             continue
-        for rule in policy.rules:
+        for rule in policy.rules_for(signal.detector):
             if rule_hits(rule, signal, content_type, staffed):
                 hit = Hit(rule, signal, _severity(rule, signal))
                 (shadow if rule.mode == "shadow" else enforced).append(hit)

@@ -8,6 +8,7 @@ answers whatever the wall clock says.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, time, timezone
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -173,6 +174,20 @@ class Policy:
 
     def __hash__(self) -> int:  # `required` is a dict; identity is enough for caches
         return id(self)
+
+    @cached_property
+    def _rules_by_detector(self) -> dict[str, tuple[Rule, ...]]:
+        named = {d for rule in self.rules for d in rule.detectors if d != "*"}
+        return {d: tuple(r for r in self.rules if d in r.detectors or "*" in r.detectors)
+                for d in named}
+
+    def rules_for(self, detector: str) -> tuple[Rule, ...]:
+        """The rules that look at `detector`'s signals, in file order (built once: decide asks
+        for every signal)."""
+        found = self._rules_by_detector.get(detector)
+        if found is None:
+            found = tuple(r for r in self.rules if "*" in r.detectors)
+        return found
 
     def route(self, kind: str, severity: str, at: datetime | None) -> tuple[str, ...]:
         """Destinations for an alert of `kind`/`severity` that happened at `at` (event time)."""
