@@ -136,6 +136,8 @@ def register(ctx: AgentContext) -> None:
         # One outbox per batch: its outputs are delivered before take_events acks the batch's
         # signals (at-least-once), in a few produce requests instead of one per output.
         async for events in stream.take_events(ctx.settings.batch_size, ctx.settings.batch_within):
+            if not follower.alerts_ready.is_set():
+                await follower.alerts_ready.wait()  # the mitigations in force are known
             with batch_seconds.time():
                 decided: list[Pending] = []
                 async with ctx.outbox() as out:
@@ -211,7 +213,7 @@ def register(ctx: AgentContext) -> None:
                     decider.remember_alert(data)
             else:
                 started.extend(book.on_trigger(data, record_time))
-        if not (settle or follower.caught_up.is_set()):
+        if not (settle or follower.alerts_ready.is_set()):
             return
         now = datetime.now(timezone.utc)
         due = started if not settle else [
@@ -236,7 +238,7 @@ def register(ctx: AgentContext) -> None:
     ctx.app.task(follow_alerts)
 
     async def expire_mitigations() -> None:
-        if not follower.caught_up.is_set():
+        if not follower.alerts_ready.is_set():
             return
         now = datetime.now(timezone.utc)
         async with ctx.outbox() as out:

@@ -11,8 +11,10 @@ follower assigns all partitions itself (no group, no commits) and reads from the
   the decisions taken before this process started, so their reviews still apply. Then they are
   paused; this process records its own decisions as it takes them.
 
-`caught_up` is set once the start-time end offsets are reached; until then the agent applies no
-review and announces nothing (what it would announce may already be on the topic).
+Two moments matter, both at the end offsets found at start: `alerts_ready` once the alerts are
+read (the mitigations in force are known: decide decides nothing before, and announces only
+then, since what it would announce may already be on the topic), `caught_up` once the
+decisions are read too (decide applies no review before).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Follower:
         self.specs = {spec.full_name(prefix): spec for spec in (*follow, *history)}
         self.history = {spec.full_name(prefix) for spec in history}
         self.on_batch = on_batch
+        self.alerts_ready = asyncio.Event()
         self.caught_up = asyncio.Event()
 
     async def run(self) -> None:
@@ -85,9 +88,11 @@ class Follower:
         while True:
             if behind:
                 behind = {tp for tp in behind if await consumer.position(tp) < ends[tp]}
+            if not self.alerts_ready.is_set() and all(tp.topic in self.history for tp in behind):
+                await self.on_batch([], True)  # settle: announce what is due
+                self.alerts_ready.set()
             if not behind and not self.caught_up.is_set():
                 consumer.pause(*(tp for tp in partitions if tp.topic in self.history))
-                await self.on_batch([], True)  # settle: announce what is due
                 self.caught_up.set()
             batches = await consumer.getmany(timeout_ms=500, max_records=2000)
             batch: Batch = []
