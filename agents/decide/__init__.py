@@ -51,8 +51,6 @@ __all__ = ["NAME", "SOURCE", "Decider", "Output", "Pending", "Record", "alert_ou
            "decision_outputs", "mitigation_output", "register", "review_outputs"]
 
 
-
-
 class _Children:
     """A labelled metric's children, looked up once: prometheus_client's `labels()` builds a
     tuple and takes a lock on every call, a few µs per decision on decide's hot path."""
