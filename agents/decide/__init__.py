@@ -6,7 +6,8 @@ worker. The agent keeps a small pending entry per content until the policy can d
 required signals in, or a `block` hit) or the deadline passes (then a missing detector means
 `hold`: fail closed). Decisions are idempotent: ids are derived from the content, verdict and
 policy version, output event ids from the decision id, and decided contents are remembered
-(bounded) so a redelivered or resent content never emits a second action.
+(bounded) — every worker's, read back from the verdicts topic — so a redelivered, resent or
+re-emitted content never emits a second action.
 
 Reviews (`safety.reviews.v1`) name a decision: `restore` emits a `restore` takedown and an
 `allow` verdict under a new deterministic decision id, `confirm` makes the decision final (and
@@ -14,8 +15,8 @@ hides content that was allowed), both resolve its alerts; `escalate` raises a
 `review_escalated` alert that pages. A `restore` naming a mitigation lifts it.
 
 Modules: `decider` (join state, records), `mitigations` (which are in force, what they do),
-`outputs` (decisions → events), `follower` (reads alerts on every partition, and the decisions
-taken before a restart). See docs/policy.md.
+`outputs` (decisions → events), `follower` (reads alerts and every worker's decisions on every
+partition). See docs/policy.md.
 """
 
 from __future__ import annotations
@@ -151,7 +152,11 @@ def register(ctx: AgentContext) -> None:
                             raw.message.incref()  # take_events acks the batch; we hold it
                             entry.held.append(raw.message)
                     for entry in touched.values():
-                        decision = decider.try_decide(entry, now, wall)
+                        if decider.superseded(entry):
+                            decided.append(entry)  # decided elsewhere: ack, no output
+                            continue
+                        # overdue windows wait for decide_overdue's sync with the verdicts
+                        decision = decider.try_decide(entry, now, wall, at_deadline=False)
                         if decision is not None:
                             emit(out, entry, decision, wall)
                             decided.append(entry)
@@ -248,11 +253,20 @@ def register(ctx: AgentContext) -> None:
     ctx.app.timer(1.0, name="vigil.decide.expire_mitigations")(expire_mitigations)
 
     async def decide_overdue() -> None:
+        """Decide the windows whose deadline passed — after reading every verdict published
+        until now, so a window re-opened by signals re-emitted after a rebalance, for content
+        another worker already decided, is dropped instead of held for missing detectors."""
+        if not decider.overdue(time.monotonic()):
+            return
+        await follower.sync()
         decided: list[Pending] = []
         async with ctx.outbox() as out:
             now = time.monotonic()
             wall = datetime.now(timezone.utc)
             for entry in decider.overdue(now):
+                if decider.superseded(entry):
+                    decided.append(entry)  # decided elsewhere: ack, no output
+                    continue
                 decision = decider.try_decide(entry, now, wall)
                 if decision is not None:
                     emit(out, entry, decision, wall)

@@ -5,8 +5,10 @@ wall time, so tests drive it directly.
 
 Records of every decision (allow too: a moderator may `confirm` that a post allowed by the
 detectors is part of a raid) are kept bounded, by decision id, for reviews. They are also
-rebuilt after a restart from the verdicts, takedowns and alerts topics (`remember_*`, fed by
-`agents.decide.follower`), so a review of a decision taken before a restart still applies.
+learnt from the verdicts, takedowns and alerts topics (`remember_*`, fed by
+`agents.decide.follower`: before a restart and since, by any worker), so a review of a
+decision taken before a restart or elsewhere still applies, and a window opened for content
+decided elsewhere is dropped (`superseded`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class Pending:
     #: Input messages kept unacknowledged until this content is decided and its outputs are
     #: delivered, so a crash before that redelivers them instead of losing the window.
     held: list[Any] = field(default_factory=list)
+    #: A retroactive re-decision of decided content: decided at once, never superseded.
+    redecide: bool = False
     #: Parsed once per content (the hot path asks for them several times).
     _event_time: datetime | None = None
     _target: Target | None = None
@@ -134,7 +138,7 @@ class Decider:
             # will come again; a block hit decides without the other detectors.
             del self.decided[key]
             self.pending[key] = Pending(signal.content_type, signal.content_id,
-                                        now - self.deadline_s)
+                                        now - self.deadline_s, redecide=True)
         entry = self.pending.get(key)
         if entry is None:
             entry = self.pending[key] = Pending(signal.content_type, signal.content_id, now)
@@ -144,14 +148,17 @@ class Decider:
             _remember(self.boards, signal.thread_id, board, _BOARD_MEMORY)
         return entry
 
-    def try_decide(self, entry: Pending, now: float, at: datetime | None = None
-                   ) -> Decision | None:
+    def try_decide(self, entry: Pending, now: float, at: datetime | None = None, *,
+                   at_deadline: bool = True) -> Decision | None:
         """Decide `entry` if the policy can; the entry then leaves the pending set.
 
         `at` (wall time) is used for staffed hours only when the content carries no event
-        time, and says which mitigations are in force.
+        time, and says which mitigations are in force. `at_deadline=False` decides complete
+        windows only: the agent decides overdue ones in its deadline pass, once it has read
+        the decisions other workers published meanwhile (see `superseded`).
         """
-        if entry.signals.get("intake") is None and now - entry.opened < self.deadline_s:
+        overdue = now - entry.opened >= self.deadline_s and (at_deadline or entry.redecide)
+        if entry.signals.get("intake") is None and not overdue:
             return None  # wait for intake's context (post/thread ids) unless it is overdue
         event_time = entry.event_time() or at
         decision = decide_content(
@@ -159,7 +166,7 @@ class Decider:
             entry.content_type,
             entry.content_id,
             entry.signals,
-            deadline_passed=now - entry.opened >= self.deadline_s,
+            deadline_passed=overdue,
             at=event_time,
         )
         if decision is not None:
@@ -187,6 +194,19 @@ class Decider:
         if not hits:
             return decision
         return mitigate(decision, entry.content_type, entry.content_id, hits)
+
+    def superseded(self, entry: Pending) -> bool:
+        """Whether `entry`'s content was decided after its window opened — by this worker
+        or, learnt from the verdicts topic, by another (signals re-emitted after a rebalance
+        reach the new owner of the partition, which never saw the first window). Such a
+        window is dropped: it leaves the pending set, and the caller acks its input without
+        output. A retroactive re-decision is never superseded."""
+        key = f"{entry.content_type}:{entry.content_id}"
+        if entry.redecide or key not in self.decided:
+            return False
+        if self.pending.get(key) is entry:
+            del self.pending[key]
+        return True
 
     def overdue(self, now: float) -> list[Pending]:
         """Entries whose deadline has passed."""
@@ -222,7 +242,11 @@ class Decider:
     # -- rebuilt after a restart from the output topics (agents.decide.follower)
 
     def remember_verdict(self, verdict: VerdictData) -> None:
-        """A verdict read back from `safety.verdicts.v1`: a decision a review may name."""
+        """A verdict read back from `safety.verdicts.v1` (any worker's, any time): its content
+        is decided (later signals for it are dropped), and a review may name the decision."""
+        key = f"{verdict.content_type}:{verdict.content_id}"
+        if key not in self.decided:  # this worker's own entry may be newer: keep it
+            _remember(self.decided, key, verdict.decision_id, _DECIDED_MEMORY)
         if verdict.decision_id in self.records:
             return
         decision = Decision(verdict.decision_id, verdict.verdict, None, "low",
