@@ -55,6 +55,12 @@ def intake_signal(
         "received_ms": received_ms,
         "event_time": when.isoformat() if when else None,
     }
+    if isinstance(data, (ImageData, PostData)):
+        # What decide's mitigations need (young accounts, board): decide sees signals only.
+        created = data.author.created_at
+        evidence["author_created_at"] = created.isoformat() if created else None
+        evidence["author_is_staff"] = data.author.is_staff
+        evidence["board"] = data.board
     if isinstance(data, ImageData):
         return SignalData(
             detector=NAME, detector_version=VERSION, content_type="image",

@@ -100,6 +100,9 @@ class ImageData(Data):
     data_b64: bytes | None = None
     url: str | None = None
     sha256: str | None = None
+    #: Board/forum section of the image's thread: lets a board-wide mitigation
+    #: (`hold_new_accounts_media`) see images whose post decide has not seen.
+    board: str | None = None
 
     def validate(self) -> None:
         """Cross-field rule of the contract; raises `msgspec.ValidationError` with the reason."""
@@ -170,7 +173,7 @@ class SignalData(Output):
 class Target(Output):
     """What a takedown acts on."""
 
-    type: Literal["post", "image", "account", "thread"]
+    type: Literal["post", "image", "account", "thread", "board"]
     id: str
     post_id: str | None = None
     thread_id: str | None = None

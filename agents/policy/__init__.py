@@ -28,12 +28,13 @@ from agents.policy.loader import (
     load_policy,
     parse_policy,
 )
-from agents.policy.model import Paging, Policy, Route, Rule, StaffedHours, Thresholds
+from agents.policy.model import Mitigation, Paging, Policy, Route, Rule, StaffedHours, Thresholds
 
 __all__ = [
     "SHADOW_PREFIX",
     "AlertSpec",
     "Decision",
+    "Mitigation",
     "Paging",
     "Policy",
     "PolicyError",

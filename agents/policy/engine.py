@@ -143,7 +143,7 @@ def evaluate(policy: Policy, content_type: str, signals: Mapping[str, SignalData
         signal = signals[name]
         if name in BOOKKEEPING or name.startswith(SHADOW_PREFIX):
             continue
-        for rule in policy.rules:
+        for rule in policy.rules_for(signal.detector):
             if rule_hits(rule, signal, content_type, staffed):
                 hit = Hit(rule, signal, _severity(rule, signal))
                 (shadow if rule.mode == "shadow" else enforced).append(hit)
@@ -266,7 +266,9 @@ def review_effect(policy: Policy, review: ReviewData, *, content_type: str | Non
                   alerts: tuple[AlertSpec, ...]) -> ReviewEffect:
     """The effect of `review` on the decision it names (`action`/`alerts`: what that did).
 
-    confirm: the decision is final and its alerts are resolved (a human handled it);
+    confirm: the decision is final and its alerts are resolved (a human handled it); on a
+    decision that took nothing down (`allow`), a new `hide` decision takes the content down —
+    the console's "hide all posts of this raid" confirms each post's verdict;
     restore: a new `restore` decision undoes a takedown, and its alerts are resolved;
     escalate: a `review_escalated` alert that pages (see the policy's routes).
     """
@@ -275,9 +277,16 @@ def review_effect(policy: Policy, review: ReviewData, *, content_type: str | Non
                      for a in alerts)
     who = review.reviewer or "a moderator"
     if review.outcome == "confirm":
+        if action is None and content_type is not None and content_id is not None:
+            reason = Reason(detector="review", signal=f"confirm by {who}")
+            hide = Decision(
+                decision_id=review_decision_id(review.decision_id, "confirm"),
+                verdict=VERDICT_OF["hide"], action="hide", severity="medium",
+                reasons=(reason,), policy_version=policy.version)
+            return ReviewEffect("confirm", decision=hide, alerts=resolved, final=True)
         return ReviewEffect("confirm", alerts=resolved, final=True)
     if review.outcome == "restore":
-        if action is None or content_type is None or content_id is None:
+        if action in (None, "restore") or content_type is None or content_id is None:
             return ReviewEffect("restore")  # nothing was taken down: nothing to undo
         reason = Reason(detector="review", signal=f"restore by {who}")
         decision = Decision(

@@ -23,10 +23,12 @@ from agents.policy.model import (
     ACTIONS,
     DAYS,
     DESTINATIONS,
+    MITIGATION_SCOPES,
     SEVERITIES,
     BurstKind,
     BurstThresholds,
     ImageSprayThresholds,
+    Mitigation,
     Paging,
     Policy,
     Route,
@@ -161,7 +163,8 @@ class _Validator:
     # -- sections
     def policy(self, raw: dict[str, Any]) -> Policy:
         top = self.table(raw, (), ("version", "description", "required", "rules",
-                                   "staffed_hours", "paging", "unchecked", "reviews", "burst"))
+                                   "staffed_hours", "paging", "unchecked", "reviews", "burst",
+                                   "mitigations"))
         version = self.string(top, (), "version")
         required_raw = self.table(top.get("required", {}), ("required",), ("image", "post"))
         required = {ct: self.strings(required_raw, ("required",), ct) for ct in ("image", "post")}
@@ -190,7 +193,42 @@ class _Validator:
                                           SEVERITIES),
             burst=self.burst(top.get("burst", {})),
             source=self.source,
+            mitigations=self.mitigations(top.get("mitigations", [])),
         )
+
+    def mitigations(self, raw: Any) -> tuple[Mitigation, ...]:
+        if not isinstance(raw, list):
+            raise self.fail(("mitigations",), "expected an array of tables: [[mitigations]]")
+        found: list[Mitigation] = []
+        for i, item in enumerate(raw):
+            path: Path_ = ("mitigations", i)
+            table = self.table(item, path, ("name", "on", "action", "duration_minutes",
+                                            "young_account_days", "severity", "mode",
+                                            "description"))
+            action = self.string(table, path, "action", choices=tuple(MITIGATION_SCOPES))
+            name = self.string(table, path, "name", action)
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+                raise self.fail((*path, "name"), "use letters, digits, `_`, `-` and `.` only")
+            if name in (m.name for m in found):
+                raise self.fail((*path, "name"), f"duplicate mitigation name {name!r}")
+            on = self.strings(table, path, "on")
+            if not on:
+                raise self.fail(path, "missing required key `on` (alert kinds, e.g. "
+                                      "\"thread_raid\")")
+            if "mitigation" in on:
+                raise self.fail((*path, "on"), "a mitigation cannot start on a mitigation")
+            duration = self.number(table, path, "duration_minutes", low=0.01, high=7 * 24 * 60)
+            if duration is None:
+                raise self.fail(path, "missing required key `duration_minutes` (every "
+                                      "mitigation must lift itself)")
+            young = self.number(table, path, "young_account_days", low=0.0, high=3650)
+            found.append(Mitigation(
+                name=name, on=on, action=action, duration_minutes=float(duration),
+                young_account_days=float(young) if young is not None else 7.0,
+                severity=self.string(table, path, "severity", "medium", SEVERITIES),
+                mode=self.string(table, path, "mode", "enforce", ("enforce", "shadow")),
+            ))
+        return tuple(found)
 
     def thresholds(self, table: Mapping[str, Any], path: Path_) -> Thresholds:
         return Thresholds(

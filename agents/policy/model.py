@@ -8,6 +8,7 @@ answers whatever the wall clock says.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from datetime import datetime, time, timezone
 from typing import Any, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo
@@ -19,6 +20,9 @@ ACTIONS: tuple[str, ...] = ("block", "hide", "hold_for_review")
 VERDICT_OF: dict[str, str] = {"block": "block", "hide": "hold", "hold_for_review": "hold"}
 DESTINATIONS: tuple[str, ...] = ("alertmanager", "pagerduty", "webhook")
 DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: Time-boxed mitigations and the scope each one covers.
+MITIGATION_SCOPES: dict[str, str] = {"restrict_thread": "thread",
+                                     "hold_new_accounts_media": "board"}
 
 Mode = Literal["enforce", "shadow"]
 When = Literal["always", "staffed", "unstaffed"]
@@ -110,6 +114,30 @@ class StaffedHours:
 
 
 @dataclass(frozen=True)
+class Mitigation:
+    """A time-boxed mitigation decide starts when an alert of kind `on` arrives.
+
+    `restrict_thread`: posts and images of accounts younger than `young_account_days` in the
+    alert's thread are held for review; `hold_new_accounts_media`: their images on the alert's
+    board are. It lifts itself `duration_minutes` after it started (or earlier from the
+    console). A `shadow` mitigation holds nothing: decide emits `shadow:<name>` signals.
+    """
+
+    name: str
+    on: tuple[str, ...]
+    action: str
+    duration_minutes: float
+    young_account_days: float
+    severity: str = "medium"
+    mode: Mode = "enforce"
+
+    @property
+    def scope(self) -> str:
+        """`thread` or `board`."""
+        return MITIGATION_SCOPES[self.action]
+
+
+@dataclass(frozen=True)
 class Route:
     """Who gets alerts of some severities (and kinds), always or only (un)staffed."""
 
@@ -143,9 +171,24 @@ class Policy:
     escalate_severity: str = "high"
     burst: BurstThresholds = field(default_factory=lambda: BurstThresholds())
     source: str = "<builtin>"
+    mitigations: tuple[Mitigation, ...] = ()
 
     def __hash__(self) -> int:  # `required` is a dict; identity is enough for caches
         return id(self)
+
+    @cached_property
+    def _rules_by_detector(self) -> dict[str, tuple[Rule, ...]]:
+        named = {d for rule in self.rules for d in rule.detectors if d != "*"}
+        return {d: tuple(r for r in self.rules if d in r.detectors or "*" in r.detectors)
+                for d in named}
+
+    def rules_for(self, detector: str) -> tuple[Rule, ...]:
+        """The rules that look at `detector`'s signals, in file order (built once: decide asks
+        for every signal)."""
+        found = self._rules_by_detector.get(detector)
+        if found is None:
+            found = tuple(r for r in self.rules if "*" in r.detectors)
+        return found
 
     def route(self, kind: str, severity: str, at: datetime | None) -> tuple[str, ...]:
         """Destinations for an alert of `kind`/`severity` that happened at `at` (event time)."""

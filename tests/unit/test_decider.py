@@ -7,6 +7,8 @@ import dataclasses
 import functools
 from datetime import datetime, timezone
 
+import msgspec
+
 from agents.decide import Decider, Pending, decision_outputs, review_outputs
 from agents.policy import load_default_policy, review_decision_id
 from streams.events import AlertData, ReviewData, SignalData, TakedownData, VerdictData
@@ -130,6 +132,63 @@ def test_the_same_content_sent_twice_gets_one_decision() -> None:
     for detector in ("intake", "sha256", "md5"):
         assert decider.add(signal(detector), now=2.0) is None
     assert decider.pending == {} and decider.overdue(now=100.0) == []
+
+
+def foreign_verdict(verdict: str = "allow", content_id: str = "i-1") -> VerdictData:
+    """A verdict another decide worker published (read back by the follower)."""
+    return VerdictData(content_type="image", content_id=content_id, verdict=verdict,
+                       decision_id=f"dec-elsewhere-{content_id}", policy_version="v1")
+
+
+def test_a_window_for_content_decided_elsewhere_is_superseded() -> None:
+    """Rebalance: hashing on the new owner re-emits a signal for an image another worker has
+    decided; this worker's window must not end in a second (hold) decision."""
+    decider = Decider(DEADLINE)
+    entry = decider.add(signal("sha256"), now=0.0)
+    assert entry is not None and not decider.superseded(entry)
+    decider.remember_verdict(foreign_verdict())
+    assert decider.overdue(now=DEADLINE) == [entry]
+    assert decider.superseded(entry)
+    assert decider.pending == {} and decider.overdue(now=100.0) == []
+    assert decider.add(signal("md5"), now=6.0) is None  # later signals: no window at all
+    assert decider.decided["image:i-1"] == "dec-elsewhere-i-1"
+
+
+def test_a_verdict_read_back_keeps_this_workers_own_decision() -> None:
+    decider = Decider(DEADLINE)
+    entry = decider.add(signal("intake"), now=0.0)
+    decider.add(match_signal("sha256"), now=0.0)
+    assert entry is not None
+    own = decider.try_decide(entry, now=0.0)
+    assert own is not None
+    decider.remember_verdict(foreign_verdict("hold"))
+    assert decider.decided["image:i-1"] == own.decision_id
+
+
+def test_a_retroactive_redecision_is_never_superseded() -> None:
+    decider = Decider(DEADLINE)
+    decider.remember_verdict(foreign_verdict())
+    retro = match_signal("sha256")
+    retro = msgspec.structs.replace(retro, evidence={**retro.evidence, "retroactive": True})
+    entry = decider.add(retro, now=50.0)
+    assert entry is not None and entry.redecide
+    decider.remember_verdict(foreign_verdict())  # the follower re-reads the old verdict
+    assert not decider.superseded(entry)
+    decision = decider.try_decide(entry, now=50.0, at_deadline=False)  # decided at once
+    assert decision is not None and decision.verdict == "block"
+
+
+def test_incomplete_windows_wait_for_the_deadline_pass() -> None:
+    """The signal path decides complete windows only; an overdue one is left to the deadline
+    pass, which first reads the verdicts other workers published."""
+    decider = Decider(DEADLINE)
+    entry = decider.add(signal("intake"), now=0.0)
+    decider.add(signal("sha256"), now=0.0)
+    assert entry is not None
+    assert decider.try_decide(entry, now=9.0, at_deadline=False) is None
+    decider.add(signal("md5"), now=9.0)  # complete, if late: decided on the signal path
+    decision = decider.try_decide(entry, now=9.0, at_deadline=False)
+    assert decision is not None and decision.verdict == "allow"
 
 
 def test_own_shadow_signals_are_not_joined() -> None:
