@@ -152,7 +152,7 @@ async def _incidents(client: aiohttp.ClientSession, until: Any, what: str,
     raise AssertionError(f"never saw {what} in /console/api/alerts: {body}")
 
 
-async def test_bulk_hide_of_a_raid_writes_one_confirm_per_post(
+async def test_bulk_hide_of_a_raid_confirms_each_post_and_decide_hides_them(
         worker: Worker, broker: EmbeddedBroker, client: aiohttp.ClientSession) -> None:
     thread = f"t-raid-{uuid.uuid4().hex[:6]}"
     start = datetime.now(timezone.utc) - timedelta(seconds=30)
@@ -185,6 +185,14 @@ async def test_bulk_hide_of_a_raid_writes_one_confirm_per_post(
     assert len(mine) == 3
     assert all(r["outcome"] == "confirm" and r["reviewer"] == "mo" for r in mine)
     assert {r["content_id"]: r["decision_id"] for r in mine} == decisions
+    # decide (same worker) answers each confirm of allowed content with a signed `hide`
+    takedowns = await collect(
+        broker.bootstrap, topic(worker, TAKEDOWNS),
+        lambda es: {e["data"]["target"]["id"] for e in es
+                    if e["data"]["action"] == "hide"} >= set(posts))
+    hides = [e for e in takedowns
+             if e["data"]["target"]["id"] in posts and e["data"]["action"] == "hide"]
+    assert len(hides) == 3 and all(e.get("signature") and e.get("sigkeyid") for e in hides)
     # the console read its own reviews back: nothing of the raid is left to hide
     await _incidents(client, lambda b: any(i["dedup_key"] == dedup and i["hideable"] == 0
                                            for i in b["incidents"]), "no hideable posts")
