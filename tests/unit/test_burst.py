@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,6 +17,7 @@ from agents.bursts import (
     NewAccountSwarmDetector,
     ReportSurgeDetector,
     TextBrigadeDetector,
+    TextSignatures,
     ThreadRaidDetector,
     Watermarked,
     trust_weight,
@@ -192,6 +194,26 @@ def test_text_brigade_fires_once_on_near_duplicates_from_many_accounts() -> None
     assert len(mine[0].evidence["excerpt"]) <= 80
     alerts, _ = run(TextBrigadeDetector, [*background(NOON, 1), *spam, *flush(NOON)])
     assert alerts == []
+
+
+def test_text_signatures_signed_ahead_in_a_thread_give_the_same_alerts() -> None:
+    """The agent signs a batch in a worker thread and hands it over: the detector then hashes
+    nothing itself, and raises exactly the alerts it raises when it signs on its own."""
+    brigade = [post(5000 + i, f"t{i}", f"acct{i}", NOON + 3600 + i * 30, body=BRIGADE + f" {i}")
+               for i in range(6)]
+    events = [*background(NOON, 1), *brigade, *flush(NOON)]
+    inline, _ = run(TextBrigadeDetector, events)
+
+    config = BurstConfig()
+    c = config.thresholds.text_brigade
+    signatures = TextSignatures(c.num_perm, c.shingle)
+    with ThreadPoolExecutor(1) as pool:
+        signed = pool.submit(signatures.sign,
+                             [d.body for d, _ in events if isinstance(d, PostData)]).result()
+    signatures.use(signed)
+    signatures.of = None  # type: ignore[assignment, method-assign]  # any hashing now fails
+    ahead, _ = run(lambda cfg: TextBrigadeDetector(cfg, signatures), events, config)
+    assert ahead == inline and one_incident(ahead, "text_brigade")
 
 
 # ------------------------------------------------------------------------------ image_spray
