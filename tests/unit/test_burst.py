@@ -134,6 +134,27 @@ def test_young_swarm_cannot_surge_but_is_a_report_brigade() -> None:
     one_incident(alerts, "report_brigade")
 
 
+def test_a_large_fresh_swarm_cannot_surge_but_members_with_it_can() -> None:
+    """Mass false reporting (the harness's 15 and 30 accounts, 10 min to 3 days old): young
+    reporters add at most 0.4 × 5 = 2 to the weight, so no number of them opens a surge; three
+    established members on top of them do (3 + 2 ≥ 5), fewer do not."""
+    def fresh(n: int) -> list[Event]:
+        return [rep(i, "victim", f"fresh{i}", NOON + i,
+                    created=young(NOON, hours=1 + (i * 7) % 70)) for i in range(n)]
+
+    members = [rep(100 + i, "victim", f"member{i}", NOON + 200 + i) for i in range(3)]
+    for size in (15, 30, 200):
+        alerts, _ = run(ReportSurgeDetector, [*fresh(size), *flush(NOON)])
+        assert [a for a in alerts if a.kind == "report_surge"] == []
+        brigade = one_incident(alerts, "report_brigade")
+        assert brigade[0].evidence["young_weight"] > brigade[0].evidence["young_weight_cap"] == 2
+    alerts, _ = run(ReportSurgeDetector, [*fresh(30), *members[:2], *flush(NOON)])
+    assert [a for a in alerts if a.kind == "report_surge"] == []  # 2 + 2 < 5
+    alerts, _ = run(ReportSurgeDetector, [*fresh(30), *members, *flush(NOON)])
+    opened = one_incident(alerts, "report_surge")[0]
+    assert opened.evidence["weighted_reporters"] == 5.0 and opened.count == 33
+
+
 def test_staff_weigh_more() -> None:
     assert trust_weight(TrustWeights(), Account(id="s", is_staff=True), NOON) == 3.0
     alerts, _ = run(ReportSurgeDetector, [rep(1, "v", "mod", NOON, staff=True),
