@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from agents import burst, classify, decide, forum_webhook, hashing, intake, notify
 from agents.context import Agent
+from streams.topics import TopicSpec
 
 #: Roles that emit signed events (verdicts, takedowns) and so need VIGIL_SIGNING_KEY.
 SIGNING_ROLES: frozenset[str] = frozenset({"decide"})
+
+#: Topics a role keeps for itself (not contract), created at start-up with the contract topics
+#: so that they get their intended partition count rather than the broker's auto-create default.
+INTERNAL_TOPICS: dict[str, tuple[TopicSpec, ...]] = {burst.NAME: burst.INTERNAL_TOPICS}
 
 REGISTRY: dict[str, Agent] = {
     intake.NAME: intake,

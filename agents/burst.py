@@ -11,7 +11,9 @@ Partitioning (docs/burst.md): reports are keyed by target and posts by thread, s
 `report_surge` and `thread_raid` are partition-local. `new_account_swarm` and `text_brigade`
 need a board's posts in one place: `detect_thread_raids` forwards each post, unchanged, to the
 internal topic `BY_BOARD` keyed by board. `image_spray` compares every image with every other,
-so pdq signals are forwarded to the single-partition internal topic `PDQ_HASHES`.
+so pdq signals are forwarded to the single-partition internal topic `PDQ_HASHES`. Both are
+created at start-up with the contract topics (`INTERNAL_TOPICS`), not auto-created by the broker
+with its own partition count.
 
 Thresholds and staffed hours come from the policy (`VIGIL_POLICY`, its `[burst]` section),
 re-read when the file changes: every detector group gets the new config and keeps its windows.
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agents.bursts import (
@@ -37,22 +39,33 @@ from agents.bursts import (
     ReporterAccuracy,
     ReportSurgeDetector,
     TextBrigadeDetector,
+    TextSignatures,
     ThreadRaidDetector,
     Watermarked,
 )
 from agents.context import AgentContext, decode_events
 from agents.policy import Policy, PolicyStore
 from streams.codec import encode
-from streams.events import AlertData
+from streams.events import AlertData, PostData, SignalData
 from streams.topics import ALERTS, POSTS, REPORTS, REVIEWS, SIGNALS, TopicSpec
 
 NAME = "burst"
 SOURCE = "vigil/burst"
 log = logging.getLogger(__name__)
 
-#: Internal topics of this role (not contract): posts re-keyed by board, and pdq hashes.
-BY_BOARD = "vigil.burst.posts-by-board.v1"
-PDQ_HASHES = "vigil.burst.pdq.v1"
+#: Internal topics of this role (not contract). Posts re-keyed by board get the configured
+#: partition count, like the posts topic they come from, so a role scaled out over workers
+#: spreads its boards; pdq hashes all share one key (every image is compared with every other),
+#: so one partition, which also gives the image watermark one total order.
+BY_BOARD = TopicSpec(
+    "vigil.burst.posts-by-board.v1", PostData, POSTS.types, key=lambda d: d.board or "-",
+    doc="Internal to burst: forum.posts.v1 events, unchanged, keyed by board.",
+)
+PDQ_HASHES = TopicSpec(
+    "vigil.burst.pdq.v1", SignalData, SIGNALS.types, key=lambda d: "pdq", partitions=1,
+    doc="Internal to burst: pdq signals that carry a hash, all on one partition.",
+)
+INTERNAL_TOPICS: tuple[TopicSpec, ...] = (BY_BOARD, PDQ_HASHES)
 
 
 def policy_store(settings: Any) -> PolicyStore | None:
@@ -92,14 +105,15 @@ def register(ctx: AgentContext) -> None:
         log.warning("burst: thresholds of policy %s in force", policy.version)
 
     prefix = settings.topic_prefix
-    by_board = ctx.app.topic(prefix + BY_BOARD, key_type=bytes, value_type=bytes,
+    by_board = ctx.app.topic(BY_BOARD.full_name(prefix), key_type=bytes, value_type=bytes,
                              key_serializer="raw", value_serializer="raw")
-    pdq_hashes = ctx.app.topic(prefix + PDQ_HASHES, key_type=bytes, value_type=bytes,
+    pdq_hashes = ctx.app.topic(PDQ_HASHES.full_name(prefix), key_type=bytes, value_type=bytes,
                                key_serializer="raw", value_serializer="raw", partitions=1)
 
     def make_runner(
         name: str, spec: TopicSpec, factory: Callable[[], Watermarked],
         forward: Callable[[Any, Any], Any] | None = None,
+        prepare: Callable[[list[Any]], Awaitable[None]] | None = None,
     ) -> Callable[[Any], Any]:
         runners: dict[int, Watermarked] = {}
         batch_seconds = metrics.agent_batch_seconds.labels(NAME)
@@ -108,9 +122,11 @@ def register(ctx: AgentContext) -> None:
             async for events in stream.take_events(settings.batch_size, settings.batch_within):
                 with batch_seconds.time():
                     alerts: list[AlertData] = []
-                    for event, decoded, _ in decode_events(spec, events):
-                        if decoded is None:
-                            continue
+                    batch = [(event, decoded) for event, decoded, _ in decode_events(spec, events)
+                             if decoded is not None]
+                    if prepare is not None:
+                        await prepare([decoded.data for _, decoded in batch])
+                    for event, decoded in batch:
                         if forward is not None:
                             await forward(event, decoded)
                         runner = runners.get(event.message.partition)
@@ -128,7 +144,7 @@ def register(ctx: AgentContext) -> None:
         return run
 
     async def forward_post(event: Any, decoded: Any) -> None:
-        board = decoded.data.board or "-"
+        board = decoded.data.board or "-"  # BY_BOARD.key
         await by_board.send(key=board.encode(), value=event.value)
 
     def watermarked(*detectors: Any) -> Callable[[], Watermarked]:
@@ -148,9 +164,23 @@ def register(ctx: AgentContext) -> None:
     ctx.app.agent(ctx.topic(POSTS), name="vigil.burst.detect_thread_raids")(
         make_runner("detect_thread_raids", POSTS, watermarked(ThreadRaidDetector),
                     forward=forward_post))
+    # MinHash signatures are the board detectors' CPU work (DESIGN §8: off the event loop): a
+    # batch's are computed in a worker thread, then the detectors run on the loop as usual.
+    # One per worker, so num_perm and the shingle size stay those of the start-up policy.
+    text = config.thresholds.text_brigade
+    signatures = TextSignatures(text.num_perm, text.shingle)
+
+    async def sign_posts(posts: list[Any]) -> None:
+        signatures.use(await asyncio.to_thread(signatures.sign, [p.body for p in posts]))
+
+    def board_detectors() -> Watermarked:
+        group = Watermarked([NewAccountSwarmDetector(config),
+                             TextBrigadeDetector(config, signatures)], config)
+        groups.append(group)
+        return group
+
     ctx.app.agent(by_board, name="vigil.burst.detect_board_bursts")(
-        make_runner("detect_board_bursts", POSTS,
-                    watermarked(NewAccountSwarmDetector, TextBrigadeDetector)))
+        make_runner("detect_board_bursts", POSTS, board_detectors, prepare=sign_posts))
 
     async def forward_signal(event: Any, decoded: Any) -> None:
         data = decoded.data
@@ -187,4 +217,4 @@ def register(ctx: AgentContext) -> None:
                       name="vigil.burst.reload_policy")(reload_policy)
 
 
-__all__ = ["BY_BOARD", "NAME", "PDQ_HASHES", "event_time", "policy_store", "register"]
+__all__ = ["BY_BOARD", "INTERNAL_TOPICS", "NAME", "PDQ_HASHES", "event_time", "policy_store", "register"]

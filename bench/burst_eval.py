@@ -2,14 +2,13 @@
 
     python -m bench.burst_eval [--mode pipeline|in-process|both] [--days 7] [--seed 1]
                                [--accounts 5000] [--threads 2000] [--posts-per-minute 40]
-    python -m bench.burst_eval --state
 
 A seeded simulator writes a week of forum traffic — a diurnal post rate, thousands of accounts
 (a few percent newly created during the week) and threads on boards, sparse ordinary reports,
 images with unrelated PDQ hashes — and injects attacks of every kind at three sizes, at random
 times of day and night. Every event becomes the exact CloudEvent bytes a forum would produce
 (deterministic ids, `time` = event time), followed by end-of-input sentinels (`bench.
-burst_sentinels`). Then, by `--mode`:
+burst_wire`). Then, by `--mode`:
 
 - `pipeline` (default, the documented results): an embedded broker and a real
   `vigil worker --agents burst`; the events are produced as fast as the broker takes them (event
@@ -21,7 +20,7 @@ burst_sentinels`). Then, by `--mode`:
 
 Printed per kind: precision, recall, detection delay (event time from attack start to the
 first alert, and for report surges from the report that crossed the threshold), false alerts
-per simulated day. `--state` measures detector memory for 1M accounts / 100k threads. Same
+per simulated day (detector memory is `bench.burst_state`). Same
 seed → same events → same alerts (the digest of the sorted alert ids printed at the end).
 """
 
@@ -35,16 +34,13 @@ import math
 import random
 import statistics
 import time
-import tracemalloc
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from types import SimpleNamespace
 from typing import Any
 
 import msgspec
 
-from agents.burst import burst_config
 from agents.bursts import (
     BurstConfig,
     ImageSprayDetector,
@@ -54,6 +50,7 @@ from agents.bursts import (
     ThreadRaidDetector,
     Watermarked,
 )
+from agents.policy import load_default_policy
 from bench.burst_pipeline import run_pipeline
 from bench.burst_wire import Message, is_sentinel, sentinels, to_wire
 from streams.codec import decode
@@ -420,7 +417,8 @@ def evaluate(mode: str, scale: Scale, seed: int) -> None:
           f"{scale.threads:,} threads, {scale.posts_per_minute:g} posts/min at the peak → "
           f"{len(messages):,} events ({posts:,} posts), {len(attacks)} attacks; "
           f"simulation {time.perf_counter() - started:.1f} s", flush=True)
-    config = burst_config(SimpleNamespace(policy=None))  # what the worker loads
+    # what the worker loads without VIGIL_POLICY: the shipped default policy's [burst]
+    config = BurstConfig.from_policy(load_default_policy())
     results: dict[str, list[AlertData]] = {}
     if mode in ("in-process", "both"):
         started = time.perf_counter()
@@ -451,64 +449,6 @@ def _s(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.0f} s"
 
 
-def measure_state() -> None:
-    """Memory of detector state for 1M accounts / 100k threads (tracemalloc, rough)."""
-    config = BurstConfig()
-    rng = random.Random(2)
-    old = Account(id="x", created_at=datetime(2020, 1, 1, tzinfo=timezone.utc))
-
-    def measure(name: str, build: Any) -> None:
-        tracemalloc.start()
-        detector, keys = build()
-        size, _ = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        print(f"{name:<58} {size / 2**20:8.1f} MiB  ({size / keys:6.0f} B per key, "
-              f"{detector.state_size():,} state entries)")
-
-    def threads() -> tuple[Any, int]:
-        d = ThreadRaidDetector(config)
-        for t in range(100_000):  # 100k threads active in the last day, 2 posts each in window
-            for k in range(2):
-                d.observe(PostData(post_id=f"p{t}-{k}", thread_id=f"t{t}", board=f"b{t % 50}",
-                                   author=Account(id=f"u{rng.randrange(1_000_000)}",
-                                                  created_at=old.created_at),
-                                   body=""), START + k)
-        return d, 100_000
-
-    def reports() -> tuple[Any, int]:
-        d = ReportSurgeDetector(config)
-        for i in range(1_000_000):  # 1M reporters in one window over 100k targets
-            d.observe(ReportData(report_id=f"r{i}", target_type="post",
-                                 target_id=f"p{i % 100_000}",
-                                 reporter=Account(id=f"u{i}", created_at=old.created_at)),
-                      START + i / 10_000)
-        return d, 1_000_000
-
-    def swarm() -> tuple[Any, int]:
-        d = NewAccountSwarmDetector(config)
-        young = datetime.fromtimestamp(START - 3600, timezone.utc)
-        for i in range(50_000):  # 50k young accounts posting within one window, 50 boards
-            d.observe(PostData(post_id=f"p{i}", thread_id=f"t{i}", board=f"b{i % 50}",
-                               author=Account(id=f"n{i}", created_at=young), body=""),
-                      START + i / 100)
-        return d, 50_000
-
-    def brigade() -> tuple[Any, int]:
-        d = TextBrigadeDetector(config)
-        words = [f"w{i}" for i in range(3000)]
-        for i in range(20_000):  # 20k posts in one 30 min window (≈ 11 posts/s)
-            d.observe(PostData(post_id=f"p{i}", thread_id=f"t{i}", board="b1",
-                               author=Account(id=f"u{i}"),
-                               body=" ".join(rng.choices(words, k=20))), START + i / 11)
-        return d, 20_000
-
-    print("state size (tracemalloc, Python objects):")
-    measure("thread_raid: 100k threads, 200k posts in window", threads)
-    measure("report_surge: 1M reporters on 100k targets in window", reports)
-    measure("new_account_swarm: 50k young accounts in window", swarm)
-    measure("text_brigade: 20k posts in window (MinHash LSH)", brigade)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mode", choices=("pipeline", "in-process", "both"), default="pipeline")
@@ -517,13 +457,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=Scale.threads)
     parser.add_argument("--posts-per-minute", type=float, default=Scale.posts_per_minute)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--state", action="store_true", help="measure state size instead")
     args = parser.parse_args()
-    if args.state:
-        measure_state()
-    else:
-        evaluate(args.mode, Scale(args.days, args.accounts, args.threads, args.posts_per_minute),
-                 args.seed)
+    evaluate(args.mode, Scale(args.days, args.accounts, args.threads, args.posts_per_minute),
+             args.seed)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The evaluation through the real pipeline: embedded broker + `vigil worker --agents burst`.
 
-One partition per topic (`VIGIL_TOPIC_PARTITIONS=1`, and the role's internal topics created
-with one partition before the worker starts): the in-process mode runs one detector
+One partition per topic (`VIGIL_TOPIC_PARTITIONS=1`, which the worker also gives the role's
+internal by-board topic when it creates it; the pdq topic always has one): the in-process mode runs one detector
 group per stream in order, and a single partition is what makes the worker see exactly that
 order (it also makes the sentinels a proof of completion, `bench.burst_wire`). Scaling out by
 partitions changes *where* windows are kept, not what a window contains, except for events
@@ -19,14 +19,13 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from agents.burst import BY_BOARD, PDQ_HASHES
 from bench.burst_wire import Message, sentinels_seen
 from bench.decide import cpu_seconds, load_average, worker_env
 from bench.passthrough import load_embedded_broker
 from streams.codec import decode
 from streams.events import AlertData
 from streams.topics import ALERTS
-from tests.integration.helpers import create_single_partition_topics, start_vigil, wait_ready
+from tests.integration.helpers import start_vigil, wait_ready
 from vigil.broker import ensure_topics
 
 MIB = 1 << 20
@@ -93,8 +92,6 @@ async def run_pipeline(messages: list[Message], timeout: float = 1800.0) -> Pipe
     try:
         prefix = f"be{uuid.uuid4().hex[:8]}."
         await ensure_topics(broker.bootstrap, prefix=prefix, partitions=1, replication=1)
-        await create_single_partition_topics(broker.bootstrap, [prefix + BY_BOARD,
-                                                                prefix + PDQ_HASHES])
         env = worker_env(broker.bootstrap, prefix, workdir)
         env.update(VIGIL_TOPIC_PARTITIONS="1", VIGIL_LOG_LEVEL="warn")
         spawned = time.monotonic()

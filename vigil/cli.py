@@ -18,14 +18,14 @@ from typing import Any, NoReturn
 import click
 import pydantic
 
-from agents import REGISTRY
+from agents import INTERNAL_TOPICS, REGISTRY
 from agents.banks import BankError, import_bank
 from agents.detectors.text_rules import RulesError
 from agents.policy import PolicyError, load_policy
 from models import ModelError
 from streams.codec import DecodeError
 from streams.signing import verify
-from streams.topics import BY_NAME
+from streams.topics import ALL_TOPICS, BY_NAME
 from vigil import __version__
 from vigil.app import ConfigError, build_app, dev_key, parse_agents
 from vigil.broker import BrokerError, EmbeddedBroker, ensure_topics
@@ -91,6 +91,9 @@ def _serve(settings: Settings, agents: list[str], *, demo: bool = False,
                     prefix=settings.topic_prefix,
                     partitions=settings.topic_partitions,
                     replication=settings.topic_replication,
+                    specs=ALL_TOPICS + tuple(
+                        spec for name in agents for spec in INTERNAL_TOPICS.get(name, ())
+                    ),
                 )
             )
             if demo:

@@ -143,7 +143,8 @@ class Settings(BaseSettings):
         default=5000, ge=10, description="How long decide waits for required detectors"
     )
     policy_reload_seconds: float = Field(
-        default=2.0, gt=0, description="How often decide/notify check the policy file's mtime"
+        default=2.0, gt=0,
+        description="How often decide, notify and burst check the policy file's mtime",
     )
 
     # --- notify (pager delivery; see docs/paging.md)

@@ -23,7 +23,7 @@ from agents.bursts.base import (
     WeeklyProfile,
     trust_weight,
 )
-from agents.bursts.duplicates import ImageSprayDetector, TextBrigadeDetector
+from agents.bursts.duplicates import ImageSprayDetector, TextBrigadeDetector, TextSignatures
 from agents.bursts.report_surge import ReportSurgeDetector
 from agents.bursts.thread_raid import NewAccountSwarmDetector, ThreadRaidDetector
 from streams.events import AlertData
@@ -95,6 +95,7 @@ __all__ = [
     "ReporterAccuracy",
     "StaffedHours",
     "TextBrigadeDetector",
+    "TextSignatures",
     "ThreadRaidDetector",
     "Watermarked",
     "WeeklyProfile",

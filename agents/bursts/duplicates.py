@@ -4,7 +4,9 @@ Both keep the window's items in a similarity index, group each new item with the
 cluster it is near, and count the cluster's distinct accounts; memory is bounded by the items
 in the window (expired items leave the index).
 
-- text: MinHash of word shingles in a MinHash LSH (`datasketch`), Jaccard ≥ `similarity`.
+- text: MinHash of word shingles in a MinHash LSH (`datasketch`), Jaccard ≥ `similarity`. The
+  signatures (`TextSignatures`) are the CPU-heavy part and depend on the body alone, so a caller
+  may compute a batch's ahead, off its event loop, and hand them over (`agents/burst.py`).
 - images: PDQ (256 bits, from the hashing role's `pdq` signals, evidence key `pdq`) compared
   by Hamming distance ≤ `max_distance` against the window's hashes (numpy, brute force: the
   window holds at most `max_window_images`).
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -89,20 +92,54 @@ def shingles(text: str, size: int) -> list[bytes]:
     return [" ".join(words[i:i + size]).encode() for i in range(len(words) - size + 1)]
 
 
+class TextSignatures:
+    """Post body → MinHash signature: fixed seed and permutations, so the same text has the
+    same signature in every run and on every thread.
+
+    `sign` reads nothing but the fixed permutations, so it may run in a worker thread for a
+    whole batch; `use` hands its result to the detector (on the caller's thread), which then
+    takes a body's signature from there and computes only the missing ones itself.
+    """
+
+    def __init__(self, num_perm: int, shingle: int) -> None:
+        self.num_perm, self.shingle = num_perm, shingle
+        self._template = MinHash(num_perm=num_perm, seed=1)
+        self._ready: dict[str, MinHash] = {}
+
+    def of(self, body: str) -> MinHash:
+        minhash = MinHash(num_perm=self.num_perm, seed=1,
+                          permutations=self._template.permutations, scheme=self._template.scheme)
+        minhash.update_batch(shingles(body, self.shingle))
+        return minhash
+
+    def sign(self, bodies: Iterable[str]) -> dict[str, MinHash]:
+        """Signatures by body; touches no state, so any thread may call it."""
+        return {body: self.of(body) for body in set(bodies)}
+
+    def use(self, signed: dict[str, MinHash]) -> None:
+        """Signatures computed ahead for the next posts (replaces the previous batch's)."""
+        self._ready = signed
+
+    def get(self, body: str) -> MinHash:
+        ready = self._ready.get(body)
+        return ready if ready is not None else self.of(body)
+
+
 class TextBrigadeDetector:
     """Near-duplicate post bodies from ≥ K distinct accounts on one board within W."""
 
     kinds: ClassVar[tuple[str, ...]] = ("text_brigade",)
 
-    def __init__(self, config: BurstConfig | None = None) -> None:
+    def __init__(self, config: BurstConfig | None = None,
+                 signatures: TextSignatures | None = None) -> None:
         self.config = config or BurstConfig()
         c = self.config.thresholds.text_brigade
-        # the index parameters are fixed for the detector's life (a reload keeps them)
-        self.similarity, self.num_perm, self.shingle = c.similarity, c.num_perm, c.shingle
-        self.lsh = MinHashLSH(threshold=c.similarity, num_perm=c.num_perm)
+        # the index parameters are fixed for the detector's life (a reload keeps them); shared
+        # `signatures` fix num_perm and shingle for every detector that uses them
+        self.signatures = signatures or TextSignatures(c.num_perm, c.shingle)
+        self.similarity, self.num_perm = c.similarity, self.signatures.num_perm
+        self.lsh = MinHashLSH(threshold=c.similarity, num_perm=self.num_perm)
         self.counter = _ClusterCounter("text_brigade")
-        # MinHash with fixed seed and permutations: same text → same signature in every run
-        self._template = MinHash(num_perm=self.num_perm, seed=1)
 
     def observe(self, data: Any, at: float) -> list[AlertData]:
         if not isinstance(data, PostData):
@@ -112,9 +149,7 @@ class TextBrigadeDetector:
             return []  # an edit or a redelivery: not a second voice
         if len(_WORD.findall(data.body)) < c.min_tokens:
             return []
-        minhash = MinHash(num_perm=self.num_perm, seed=1,
-                          permutations=self._template.permutations, scheme=self._template.scheme)
-        minhash.update_batch(shingles(data.body, self.shingle))
+        minhash = self.signatures.get(data.body)
         board = data.board or "-"
         near = self.lsh.query(minhash)
         if len(self.counter.window) >= c.max_window_posts:

@@ -5,8 +5,10 @@ one partition and one detector: the state is partition-local, no repartition nee
 
 - Distinct reporters count once however often they report (their latest report is kept).
 - Each reporter weighs by trust (`trust_weight`: staff 3, young accounts little), times how
-  often moderators upheld their past reports (`ReporterAccuracy`), so a swarm of fresh
-  accounts or of habitual false reporters cannot push a post over the threshold on its own …
+  often moderators upheld their past reports (`ReporterAccuracy`), so habitual false reporters
+  weigh little; and young reporters (staff aside) together add at most `young_max_share` of
+  the threshold, so a swarm of fresh accounts, however large, cannot push a post over it on
+  its own (it takes established members' reports too) …
 - … and that swarm is itself an incident: `report_brigade` (mass false reporting) when
   enough distinct reporters, mostly young, pile onto one target.
 """
@@ -76,7 +78,10 @@ class ReportSurgeDetector:
         votes = [v for v in state.votes.values() if v.at > since]
         if not votes:
             return []
-        weight = round(sum(v.weight for v in votes), 3)
+        young_weight = sum(v.weight for v in votes if v.young and not v.staff)
+        young_cap = c.young_max_share * c.min_weight
+        weight = round(sum(v.weight for v in votes if v.staff or not v.young)
+                       + min(young_weight, young_cap), 3)
         young = sum(v.young for v in votes)
         staffed = self.config.staffed(at)
         first = min(v.at for v in votes)
@@ -84,6 +89,8 @@ class ReportSurgeDetector:
             "reporters": len(votes),
             "weighted_reporters": weight,
             "young_reporters": young,
+            "young_weight": round(young_weight, 3),
+            "young_weight_cap": round(young_cap, 3),
             "staff_reporters": sum(v.staff for v in votes),
             "window_s": c.window_s,
             "staffed": staffed,

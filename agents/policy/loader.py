@@ -399,6 +399,7 @@ _BURST_KINDS: dict[str, tuple[type[BurstKind], dict[str, _BurstField]]] = {
         "young_age_days": ("young_age_s", DAY_S, False, 0, 365),
         "brigade_min_reporters": ("brigade_min_reporters", 1.0, True, 2, None),
         "brigade_young_fraction": ("brigade_young_fraction", 1.0, False, 0, 1),
+        "young_max_share": ("young_max_share", 1.0, False, 0, 1),
         "max_reporters": ("max_reporters", 1.0, True, 10, None)}),
     "thread_raid": (ThreadRaidThresholds, {
         "window_minutes": ("window_s", MINUTE_S, False, 0.5, 1440),

@@ -235,7 +235,9 @@ class BurstKind:
 class ReportSurgeThresholds(BurstKind):
     """`report_surge` (trust-weighted reporters ≥ `min_weight`) and `report_brigade` (≥
     `brigade_min_reporters` reporters, ≥ `brigade_young_fraction` younger than `young_age_s`)
-    within `window_s` on one target."""
+    within `window_s` on one target. Reporters younger than `young_age_s` (staff aside) add at
+    most `young_max_share` × `min_weight` to a surge's weight, however many they are: a swarm
+    of fresh accounts cannot open a surge (and so hide a post) on its own."""
 
     STRICTER: ClassVar[dict[str, str]] = {
         "min_weight": "down", "high_weight": "down", "brigade_min_reporters": "down",
@@ -248,6 +250,7 @@ class ReportSurgeThresholds(BurstKind):
     young_age_s: float = 7 * BURST_DAY
     brigade_min_reporters: int = 8
     brigade_young_fraction: float = 0.7
+    young_max_share: float = 0.4
     max_reporters: int = 1000  # per target, bounds memory under a huge swarm
 
 

@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from agents.burst import BY_BOARD, PDQ_HASHES
 from agents.policy.loader import default_policy_text
 from streams.topics import ALERTS, POSTS, REPORTS, SIGNALS, TopicSpec
 from vigil.broker import free_port
@@ -289,36 +287,19 @@ def resolved(kind: str, target_or_board: str) -> Callable[[list[dict[str, Any]]]
     return done
 
 
-async def create_single_partition_topics(bootstrap: str, names: list[str]) -> None:
-    """Create `names` with one partition each.
-
-    The burst role's internal topics (`agents.burst.BY_BOARD`, `PDQ_HASHES`) are not created
-    by Vigil: the broker auto-creates them on first use with its default partition count (4 on
-    the embedded broker, whatever `VIGIL_TOPIC_PARTITIONS` says). Tests and the evaluation
-    harness that rely on one total order create them first.
-    """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, 1, 1) for name in names])
-    finally:
-        await admin.close()
-
-
 def run_burst(broker_url: str, bootstrap: str, data_dir: Path,
               inputs: list[tuple[TopicSpec, bytes]],
               until: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
     """A fresh `vigil worker --agents burst` on new topics: produce `inputs` (order kept per
     topic), return the alert events up to `until`.
 
-    One partition per topic, internal ones included: `until` waits for the attack's resolve,
+    One partition per topic (`VIGIL_TOPIC_PARTITIONS=1`; the worker creates the role's internal
+    by-board topic with it and the pdq topic with one anyway): `until` waits for the attack's resolve,
     which an event an hour later on the same input causes, so everything before it has been
     processed and every earlier alert is already on the (single) alerts partition.
     """
     prefix = unique_prefix()
     env = vigil_env(broker_url, prefix, data_dir, VIGIL_TOPIC_PARTITIONS="1")
-    asyncio.run(create_single_partition_topics(bootstrap, [prefix + BY_BOARD,
-                                                          prefix + PDQ_HASHES]))
 
     async def go(worker: Worker) -> list[dict[str, Any]]:
         by_topic: dict[str, list[bytes]] = {}

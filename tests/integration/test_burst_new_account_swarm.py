@@ -34,9 +34,9 @@ def inputs() -> list[Any]:
         return " ".join(rng.choices(WORDS, k=12))
 
     events = []
-    # Normal: five fresh accounts on b-calm (floor 8), one fresh account posting ten times,
-    # thirty established members on b-busy.
-    events += [(i * 50, "b-calm", f"fresh-c{i}", fresh) for i in range(5)]
+    # Normal: four fresh accounts and one fresh account posting ten times on b-calm (five,
+    # floor 6), thirty established members on b-busy.
+    events += [(i * 50, "b-calm", f"fresh-c{i}", fresh) for i in range(4)]
     events += [(5 + i * 30, "b-calm", "fresh-chatty", fresh) for i in range(10)]
     events += [(i * 10, "b-busy", f"old-b{i}", None) for i in range(30)]
     # The swarm: twelve accounts two hours old, one post each, within six minutes.
@@ -58,7 +58,7 @@ def first_run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
 def test_a_swarm_fires_once_and_ordinary_boards_do_not(first_run: list[Any]) -> None:
     data = assert_one_incident(first_run, "new_account_swarm")
     assert {d["evidence"]["board"] for d in data} == {"b-swarm"}
-    assert data[0]["count"] == 8 and data[0]["first_seen"].startswith("2025-02-04T14:02:00")
+    assert data[0]["count"] == 6 and data[0]["first_seen"].startswith("2025-02-04T14:02:00")
     assert data[-1]["count"] == 12
 
 

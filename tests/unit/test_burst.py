@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,6 +17,7 @@ from agents.bursts import (
     NewAccountSwarmDetector,
     ReportSurgeDetector,
     TextBrigadeDetector,
+    TextSignatures,
     ThreadRaidDetector,
     Watermarked,
     trust_weight,
@@ -132,6 +134,27 @@ def test_young_swarm_cannot_surge_but_is_a_report_brigade() -> None:
     one_incident(alerts, "report_brigade")
 
 
+def test_a_large_fresh_swarm_cannot_surge_but_members_with_it_can() -> None:
+    """Mass false reporting (the harness's 15 and 30 accounts, 10 min to 3 days old): young
+    reporters add at most 0.4 × 5 = 2 to the weight, so no number of them opens a surge; three
+    established members on top of them do (3 + 2 ≥ 5), fewer do not."""
+    def fresh(n: int) -> list[Event]:
+        return [rep(i, "victim", f"fresh{i}", NOON + i,
+                    created=young(NOON, hours=1 + (i * 7) % 70)) for i in range(n)]
+
+    members = [rep(100 + i, "victim", f"member{i}", NOON + 200 + i) for i in range(3)]
+    for size in (15, 30, 200):
+        alerts, _ = run(ReportSurgeDetector, [*fresh(size), *flush(NOON)])
+        assert [a for a in alerts if a.kind == "report_surge"] == []
+        brigade = one_incident(alerts, "report_brigade")
+        assert brigade[0].evidence["young_weight"] > brigade[0].evidence["young_weight_cap"] == 2
+    alerts, _ = run(ReportSurgeDetector, [*fresh(30), *members[:2], *flush(NOON)])
+    assert [a for a in alerts if a.kind == "report_surge"] == []  # 2 + 2 < 5
+    alerts, _ = run(ReportSurgeDetector, [*fresh(30), *members, *flush(NOON)])
+    opened = one_incident(alerts, "report_surge")[0]
+    assert opened.evidence["weighted_reporters"] == 5.0 and opened.count == 33
+
+
 def test_staff_weigh_more() -> None:
     assert trust_weight(TrustWeights(), Account(id="s", is_staff=True), NOON) == 3.0
     alerts, _ = run(ReportSurgeDetector, [rep(1, "v", "mod", NOON, staff=True),
@@ -192,6 +215,26 @@ def test_text_brigade_fires_once_on_near_duplicates_from_many_accounts() -> None
     assert len(mine[0].evidence["excerpt"]) <= 80
     alerts, _ = run(TextBrigadeDetector, [*background(NOON, 1), *spam, *flush(NOON)])
     assert alerts == []
+
+
+def test_text_signatures_signed_ahead_in_a_thread_give_the_same_alerts() -> None:
+    """The agent signs a batch in a worker thread and hands it over: the detector then hashes
+    nothing itself, and raises exactly the alerts it raises when it signs on its own."""
+    brigade = [post(5000 + i, f"t{i}", f"acct{i}", NOON + 3600 + i * 30, body=BRIGADE + f" {i}")
+               for i in range(6)]
+    events = [*background(NOON, 1), *brigade, *flush(NOON)]
+    inline, _ = run(TextBrigadeDetector, events)
+
+    config = BurstConfig()
+    c = config.thresholds.text_brigade
+    signatures = TextSignatures(c.num_perm, c.shingle)
+    with ThreadPoolExecutor(1) as pool:
+        signed = pool.submit(signatures.sign,
+                             [d.body for d, _ in events if isinstance(d, PostData)]).result()
+    signatures.use(signed)
+    signatures.of = None  # type: ignore[assignment, method-assign]  # any hashing now fails
+    ahead, _ = run(lambda cfg: TextBrigadeDetector(cfg, signatures), events, config)
+    assert ahead == inline and one_incident(ahead, "text_brigade")
 
 
 # ------------------------------------------------------------------------------ image_spray
