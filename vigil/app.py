@@ -96,6 +96,11 @@ def build_app(
         broker_heartbeat_interval=settings.broker_heartbeat_interval,
         # Tansu has no idempotent producer or transactions (DESIGN §1): at-least-once.
         processing_guarantee="at_least_once",
+        # Don't wait, on stop or rebalance, for every message in flight to be acked: decide
+        # holds the inputs of undecided contents unacked on purpose (their offsets must not be
+        # committed), and with the broker gone they never would be — `vigil run` hung on
+        # Ctrl-C. Unacked inputs stay uncommitted and are redelivered: at-least-once holds.
+        stream_wait_empty=False,
         producer_acks=-1,
         # Agents hand a whole batch's outputs to the producer at once (AgentContext.outbox);
         # faust's 16 KB batches split that into several produce requests sent one after the

@@ -96,6 +96,10 @@ class EmbeddedBroker:
                 stdout=out,
                 stderr=out,
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for PDEATHSIG
+                # Its own process group: a Ctrl-C in the terminal (or `timeout`, which signals
+                # the whole group) must reach Vigil only, which stops the broker after its agents
+                # have stopped; a broker that died first left them unable to flush or commit.
+                start_new_session=True,
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
             )
         finally:

@@ -20,6 +20,7 @@ from tests.integration.helpers import (
     Worker,
     collect,
     http,
+    policy_text,
     post_event,
     start_vigil,
     unique_prefix,
@@ -154,3 +155,46 @@ def test_worker_without_signing_key_refuses_decide_but_runs_hashing(
     finally:
         running.stop()
     assert os.path.exists(running.log_path)
+
+
+def test_ctrl_c_stops_vigil_run_while_decide_holds_an_undecided_post(tmp_path: Path) -> None:
+    """Regression: Ctrl-C (SIGINT to the terminal's process group) used to hit the embedded
+    broker too, and faust then waited forever for decide's held, unacked inputs. Now the broker
+    has its own process group and Vigil does not wait for held inputs (they stay uncommitted)."""
+    policy = tmp_path / "policy.toml"
+    # posts wait for a detector no role emits, for ten minutes: the post stays held meanwhile
+    policy.write_text(policy_text(image=["sha256", "md5", "pdq"], post=["never_emitted"]))
+    port = free_port()
+    env = vigil_env(None, unique_prefix(), tmp_path, VIGIL_EMBEDDED_BROKER_PORT=str(port),
+                    VIGIL_POLICY=str(policy), VIGIL_DECIDE_DEADLINE_MS="600000")
+    with open(tmp_path / "run.log", "wb") as out:
+        proc = subprocess.Popen(  # noqa: S603 - its own group, as a terminal would start it
+            [sys.executable, "-m", "vigil.cli", "run"], env=env, stdout=out,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    running = Worker(proc, env, env["VIGIL_TOPIC_PREFIX"], int(env["VIGIL_WEB_PORT"]), tmp_path,
+                     tmp_path / "run.log")
+    try:
+        wait_ready(running)
+        status, _ = http("POST", running.url("/v1/events"),
+                         json.dumps(post_event("held-post")).encode())
+        assert status == 202
+        deadline = time.monotonic() + 60
+        while _metric(running, "vigil_decide_pending") < 1:
+            assert time.monotonic() < deadline, "decide never opened the post's window"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        # a liveness bound, far below the 10-minute decision deadline the old code waited for
+        proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    assert not _listening(port), "embedded broker outlived vigil"
+
+
+def _metric(running: Worker, name: str) -> float:
+    _, body = http("GET", running.url("/metrics"))
+    for line in body.decode().splitlines():
+        if line.startswith(f"{name} ") or line.startswith(f"{name}{{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
