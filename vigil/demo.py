@@ -47,7 +47,14 @@ _CLOSERS = [
     "Thanks in advance!", "Any ideas welcome.", "It took three weeks but it worked.",
     "Would love to hear your experience.", "We're exhausted.", "Happy to share more details.",
 ]
+_KIDS = ["our son", "our daughter", "my little one", "the twins", "my eldest", "our youngest"]
+_DETAILS = [
+    "wakes up every two hours", "only eats pasta", "cries at drop-off", "hates the car seat",
+    "refuses the bottle", "screams at bath time", "won't nap after lunch", "bites at nursery",
+    "climbs out of the cot", "is scared of the dark", "asks for the tablet all day",
+]
 _BOARDS = ["baby", "toddlers", "school-age", "health", "off-topic"]
+_DAYS = ["monday", "the weekend", "the holidays", "last week", "the move", "the new baby came"]
 
 
 def banned_image() -> bytes:
@@ -128,7 +135,12 @@ class DemoForum:
         author = author or self.rng.choice(self.accounts)
         thread = f"t{self.rng.randint(1, 40)}"
         post_id = f"p{n}"
+        # A personal middle sentence: members write their own posts, so ordinary traffic must
+        # not look like copy-pasted text to the text_brigade detector (Jaccard on 3-shingles).
+        age = f"{self.rng.randint(2, 30)} {self.rng.choice(['weeks', 'months'])}"
         body = " ".join([self.rng.choice(_OPENERS), self.rng.choice(_TOPICS) + "?",
+                         f"{self.rng.choice(_KIDS).capitalize()} is {age} old and",
+                         f"{self.rng.choice(_DETAILS)} since {self.rng.choice(_DAYS)}.",
                          self.rng.choice(_CLOSERS)])
         records = []
         image_ids = []
