@@ -8,7 +8,7 @@ runs, so a new detector gets checked without writing that test again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol
 
 from streams.events import Account, CloudEvent, ImageData, PostData, SignalData
@@ -30,6 +30,46 @@ class Detector(Protocol):
     def examples(self) -> Sequence[tuple[CloudEvent[Any], dict[str, str]]]:
         """Example inputs with the `status` expected per signal name (for the contract test)."""
         ...
+
+
+#: A fixed threshold, or one per event (the policy's, which depends on staffed hours).
+Threshold = float | Callable[[CloudEvent[Any]], float]
+
+
+class ModelDetector:
+    """What the classifier detectors share: a model whose `ref` (`name@version`) and score go
+    into every signal, with the threshold in force for that event (thresholds live in the
+    policy, not in the detector: DESIGN, issue 5)."""
+
+    signal_names: ClassVar[tuple[str, ...]]
+    version: ClassVar[str]
+    content_type: ClassVar[str]
+    model: Any
+    _threshold: Threshold
+
+    def threshold(self, event: CloudEvent[Any]) -> float:
+        """The threshold in force for `event`."""
+        return float(self._threshold(event) if callable(self._threshold) else self._threshold)
+
+    def model_signal(self, data: ImageData | PostData, content_id: str, status: str,
+                     score: float | None, threshold: float,
+                     evidence: dict[str, Any]) -> SignalData:
+        """This detector's signal about `data` (`score` None when it could not be checked)."""
+        name = self.signal_names[0]
+        return SignalData(
+            detector=name,
+            detector_version=f"{name}-{self.version}",
+            content_type=self.content_type,  # type: ignore[arg-type]
+            content_id=content_id,
+            status=status,  # type: ignore[arg-type]
+            post_id=data.post_id,
+            thread_id=data.thread_id,
+            author_id=data.author.id,
+            score=round(score, 6) if score is not None else None,
+            threshold=threshold,
+            model=self.model.ref,
+            evidence=evidence,
+        )
 
 
 def example_image(image_id: str, **fields: Any) -> CloudEvent[ImageData]:

@@ -11,13 +11,13 @@ animation is classified (docs/models.md).
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from agents.detectors import example_image
+from agents.detectors import ModelDetector, Threshold, example_image
 from agents.imaging import DecodeLimits, ImageRejected, decode
 from models.image import ImageModel, preprocess
 from streams.events import CloudEvent, ImageData, SignalData
@@ -28,15 +28,14 @@ from streams.events import CloudEvent, ImageData, SignalData
 CLASSIFY_LIMITS = DecodeLimits(max_frames=1, max_side=1024)
 
 
-#: A fixed threshold, or one per event (the policy's, which depends on staffed hours).
-Threshold = float | Callable[[CloudEvent[Any]], float]
 
 
-class NsfwImageDetector:
+class NsfwImageDetector(ModelDetector):
     """Classifies images; thread-safe (shared onnxruntime session, no mutable state)."""
 
     signal_names: ClassVar[tuple[str, ...]] = ("nsfw_image",)
     version: ClassVar[str] = "1"
+    content_type: ClassVar[str] = "image"
 
     def __init__(self, model: ImageModel, threshold: Threshold,
                  limits: DecodeLimits = CLASSIFY_LIMITS) -> None:
@@ -71,34 +70,14 @@ class NsfwImageDetector:
         for event, item in zip(events, prepared, strict=True):
             threshold = self.threshold(event)
             if isinstance(item, str):
-                signals.append(self._signal(event.data, "unchecked", None, threshold,
-                                            {"reason": item}))
+                signals.append(self.model_signal(event.data, event.data.image_id, "unchecked",
+                                                 None, threshold, {"reason": item}))
             else:
                 score = float(next(scores))
                 status = "match" if score >= threshold else "clear"
-                signals.append(self._signal(event.data, status, score, threshold, {}))
+                signals.append(self.model_signal(event.data, event.data.image_id, status, score,
+                                                 threshold, {}))
         return signals
-
-    def threshold(self, event: CloudEvent[Any]) -> float:
-        """The threshold in force for `event`."""
-        return float(self._threshold(event) if callable(self._threshold) else self._threshold)
-
-    def _signal(self, image: ImageData, status: str, score: float | None, threshold: float,
-                evidence: dict[str, Any]) -> SignalData:
-        return SignalData(
-            detector="nsfw_image",
-            detector_version=f"nsfw_image-{self.version}",
-            content_type="image",
-            content_id=image.image_id,
-            status=status,  # type: ignore[arg-type]
-            post_id=image.post_id,
-            thread_id=image.thread_id,
-            author_id=image.author.id,
-            score=round(score, 6) if score is not None else None,
-            threshold=threshold,
-            model=self.model.ref,
-            evidence=evidence,
-        )
 
     def examples(self) -> Sequence[tuple[CloudEvent[Any], dict[str, str]]]:
         image = example_image

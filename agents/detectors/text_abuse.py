@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from agents.detectors import example_post
+from agents.detectors import ModelDetector, Threshold, example_post
 from agents.detectors.text_rules import TextRules
 from models.text import TextModel, normalize
 from streams.events import CloudEvent, PostData, SignalData
@@ -28,15 +28,14 @@ def non_english(text: str) -> bool:
     return bool(letters) and sum(c.isascii() for c in letters) * 2 < len(letters)
 
 
-#: A fixed threshold, or one per event (the policy's, which depends on staffed hours).
-Threshold = float | Callable[[CloudEvent[Any]], float]
 
 
-class TextAbuseDetector:
+class TextAbuseDetector(ModelDetector):
     """Scores post bodies; thread-safe (the model session is, the rules are swapped whole)."""
 
     signal_names: ClassVar[tuple[str, ...]] = ("text_abuse",)
     version: ClassVar[str] = "1"
+    content_type: ClassVar[str] = "post"
 
     def __init__(self, model: TextModel, threshold: Threshold,
                  rules: Callable[[], TextRules] = TextRules) -> None:
@@ -57,7 +56,8 @@ class TextAbuseDetector:
             scores = [float(s) for s in self.model.scores_normalized(texts)]
         except Exception as exc:  # noqa: BLE001 - fail closed on anything the runtime raises
             reason = f"model error: {type(exc).__name__}: {str(exc)[:200]}"
-            return [self._signal(e.data, "unchecked", None, self.threshold(e), {"reason": reason})
+            return [self.model_signal(e.data, e.data.post_id, "unchecked", None, self.threshold(e),
+                                      {"reason": reason})
                     for e in events]
         rules = self._rules()
         signals = []
@@ -69,32 +69,13 @@ class TextAbuseDetector:
             rule = rules.match(event.data.board, text) if rules.rules else None
             if rule is not None:
                 evidence.update(rule=rule, rules_version=rules.version, model_score=score)
-                signals.append(self._signal(event.data, "match", 1.0, threshold, evidence))
+                signals.append(self.model_signal(event.data, event.data.post_id, "match", 1.0,
+                                                 threshold, evidence))
             else:
                 status = "match" if score >= threshold else "clear"
-                signals.append(self._signal(event.data, status, score, threshold, evidence))
+                signals.append(self.model_signal(event.data, event.data.post_id, status, score,
+                                                 threshold, evidence))
         return signals
-
-    def threshold(self, event: CloudEvent[Any]) -> float:
-        """The threshold in force for `event`."""
-        return float(self._threshold(event) if callable(self._threshold) else self._threshold)
-
-    def _signal(self, post: PostData, status: str, score: float | None, threshold: float,
-                evidence: dict[str, Any]) -> SignalData:
-        return SignalData(
-            detector="text_abuse",
-            detector_version=f"text_abuse-{self.version}",
-            content_type="post",
-            content_id=post.post_id,
-            status=status,  # type: ignore[arg-type]
-            post_id=post.post_id,
-            thread_id=post.thread_id,
-            author_id=post.author.id,
-            score=round(score, 6) if score is not None else None,
-            threshold=threshold,
-            model=self.model.ref,
-            evidence=evidence,
-        )
 
     def examples(self) -> Sequence[tuple[CloudEvent[Any], dict[str, str]]]:
         post = example_post
