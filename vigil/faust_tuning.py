@@ -21,6 +21,7 @@ restarted — when it does suspend: same behaviour, no tasks on the common path.
 from __future__ import annotations
 
 import asyncio
+from time import monotonic
 from collections.abc import Coroutine, Generator
 from typing import Any
 
@@ -60,7 +61,8 @@ class LeanPrometheusMonitor(PrometheusMonitor):
     (`faust_active_messages`, `faust_total_active_events`, `faust_total_events*`,
     `faust_events_runtime_ms`, `faust_messages_received_per_topics_partition`) stay registered
     but are not updated. Everything else — end and committed offsets (consumer lag),
-    rebalances, commits, sends — is the stock monitor's.
+    rebalances, commits, sends — is the stock monitor's, and the per-partition time of the last
+    stream event, which faust's stall check needs.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -76,7 +78,9 @@ class LeanPrometheusMonitor(PrometheusMonitor):
         child.inc()
 
     def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
-        return None
+        # faust's stall check (`verify_event_path`) reads this: without it every partition
+        # logged "Stream has not started processing" as an ERROR once a worker had run 5 min.
+        self.stream_inbound_time[tp] = monotonic()
 
     def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any,
                             state: Any = None) -> None:

@@ -69,3 +69,19 @@ async def test_a_suspended_delivery_is_interrupted_by_the_suspend_event() -> Non
     await tuning._wait_first(FakeService(), deliver(), suspend.wait())
     await asyncio.sleep(0)
     assert cancelled.is_set()
+
+
+def test_lean_monitor_keeps_the_stream_time_fausts_stall_check_reads() -> None:
+    """Regression: the lean monitor skipped `stream_inbound_time`, so faust's stall check logged
+    "Stream has not started processing" for every busy partition after five minutes."""
+    from faust.types import TP
+    from prometheus_client import CollectorRegistry
+
+    from agents.metrics import Metrics
+
+    monitor = tuning.LeanPrometheusMonitor(
+        metrics=Metrics(CollectorRegistry()).faust_metrics())
+    tp = TP("forum.posts.v1", 3)
+    assert tp not in monitor.stream_inbound_time
+    monitor.on_stream_event_in(tp, 10, object(), object())
+    assert monitor.stream_inbound_time[tp] > 0
