@@ -124,10 +124,7 @@ def _broker_rss(running: Worker, timeout: float = 20.0) -> float:
     deadline = time.monotonic() + timeout
     value = 0.0
     while time.monotonic() < deadline:
-        _, body = http("GET", running.url("/metrics"))
-        for line in body.decode().splitlines():
-            if line.startswith("vigil_embedded_broker_rss_bytes "):
-                value = float(line.split()[1])
+        value = _metric(running, "vigil_embedded_broker_rss_bytes")
         if value > 0:
             return value
         time.sleep(0.5)
