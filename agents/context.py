@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from faust.exceptions import ProducerSendError
 from faust.types import EventT
 
+from agents.consumer import ConsumeLoop, Handler, LoopSettings
 from agents.metrics import Metrics
 from streams.codec import DecodeError, decode
 from streams.events import CloudEvent
@@ -112,6 +113,23 @@ class AgentContext:
             child = self._sent_children[topic] = (
                 self.metrics.faust_metrics().topic_messages_sent.labels(topic=f"topic.{topic}"))
         return child
+
+    def consume(self, name: str, specs: Sequence[TopicSpec], handle: Handler, *,
+                on_revoked: Callable[[set[Any]], None] | None = None) -> ConsumeLoop:
+        """A plain aiokafka consume loop over `specs` (agents/consumer.py: the hot agents'
+        transport), run by the faust app as a task, in group `<app id>.<name>`."""
+        settings: LoopSettings = self.settings  # type: ignore[assignment]  # the composition's
+        loop = ConsumeLoop(
+            name=name, group=f"{self.app.conf.id}.{name}",
+            topics=[self.topic_name(spec) for spec in specs], settings=settings,
+            handle=handle, metrics=self.metrics.faust_metrics(), on_revoked=on_revoked)
+
+        async def run() -> None:
+            await loop.run()
+
+        run.__name__ = run.__qualname__ = f"consume_{name.replace('.', '_')}"
+        self.app.task(run)
+        return loop
 
     def outbox(self) -> Outbox:
         """A batch of output records, delivered together (see `Outbox`)::

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from agents.consumer import Batch
 from agents.context import AgentContext, Outbox, decode_events
 from agents.decide.decider import Decider, Pending, Record
 from agents.decide.follower import Batch, Follower
@@ -40,7 +41,7 @@ from agents.decide.outputs import (
     review_outputs,
 )
 from agents.policy import Decision, Policy, PolicyStore
-from streams.codec import encode
+from streams.codec import DecodeError, decode, encode
 from streams.events import AlertData, ReviewData, SignalData, TakedownData
 from streams.topics import ALERTS, REVIEWS, SIGNALS, TAKEDOWNS, VERDICTS
 
@@ -125,45 +126,52 @@ def register(ctx: AgentContext) -> None:
                 takedown_latency(hour).observe(latency_ms / 1000)
 
     def release(entries: list[Pending]) -> None:
-        """Ack the inputs held for decided contents (their outputs are delivered by now)."""
+        """Release the inputs held for decided contents (their outputs are delivered by now)."""
         for entry in entries:
-            for message in entry.held:
-                message.ack(ctx.app.consumer)
+            for hold in entry.held:
+                loop.offsets.release(hold)
             entry.held.clear()
 
-    async def decide_verdicts(stream: Any) -> None:
-        # One outbox per batch: its outputs are delivered before take_events acks the batch's
-        # signals (at-least-once), in a few produce requests instead of one per output.
-        async for events in stream.take_events(ctx.settings.batch_size, ctx.settings.batch_within):
-            if not follower.alerts_ready.is_set():
-                await follower.alerts_ready.wait()  # the mitigations in force are known
-            with batch_seconds.time():
-                decided: list[Pending] = []
-                async with ctx.outbox() as out:
-                    now = time.monotonic()
-                    wall = datetime.now(timezone.utc)
-                    touched: dict[int, Pending] = {}
-                    for raw, signal, _ in decode_events(SIGNALS, events):
-                        if signal is None:
-                            continue
-                        entry = decider.add(signal.data, now)
-                        if entry is not None:
-                            touched[id(entry)] = entry
-                            raw.message.incref()  # take_events acks the batch; we hold it
-                            entry.held.append(raw.message)
-                    for entry in touched.values():
-                        if decider.superseded(entry):
-                            decided.append(entry)  # decided elsewhere: ack, no output
-                            continue
-                        # overdue windows wait for decide_overdue's sync with the verdicts
-                        decision = decider.try_decide(entry, now, wall, at_deadline=False)
-                        if decision is not None:
-                            emit(out, entry, decision, wall)
-                            decided.append(entry)
-                    metrics.decide_pending.set(len(decider.pending))
-                release(decided)  # after the outbox delivered their outputs
+    async def decide_verdicts(batch: Batch) -> None:
+        # One outbox per batch: its outputs are delivered before the loop marks the batch's
+        # offsets committable (at-least-once), in a few produce requests, not one per output.
+        if not follower.alerts_ready.is_set():
+            await follower.alerts_ready.wait()  # the mitigations in force are known
+        with batch_seconds.time():
+            decided: list[Pending] = []
+            async with ctx.outbox() as out:
+                now = time.monotonic()
+                wall = datetime.now(timezone.utc)
+                touched: dict[int, Pending] = {}
+                for record in batch.records:
+                    try:
+                        signal = decode(SIGNALS, record.value)
+                    except DecodeError:
+                        continue  # our own topic: only Vigil's agents write valid signals
+                    entry = decider.add(signal.data, now)
+                    if entry is not None:
+                        touched[id(entry)] = entry
+                        entry.held.append(batch.hold(record))
+                for entry in touched.values():
+                    if decider.superseded(entry):
+                        decided.append(entry)  # decided elsewhere: release, no output
+                        continue
+                    # overdue windows wait for decide_overdue's sync with the verdicts
+                    decision = decider.try_decide(entry, now, wall, at_deadline=False)
+                    if decision is not None:
+                        emit(out, entry, decision, wall)
+                        decided.append(entry)
+                metrics.decide_pending.set(len(decider.pending))
+            release(decided)  # after the outbox delivered their outputs
 
-    ctx.app.agent(ctx.topic(SIGNALS), name="vigil.decide.decide_verdicts")(decide_verdicts)
+    def on_revoked(partitions: set[Any]) -> None:
+        dropped = decider.drop_partitions(partitions)
+        if dropped:
+            log.info("rebalance: %d undecided windows of %d revoked partitions left to their "
+                     "new owner", dropped, len(partitions))
+        metrics.decide_pending.set(len(decider.pending))
+
+    loop = ctx.consume(f"{NAME}.verdicts", (SIGNALS,), decide_verdicts, on_revoked=on_revoked)
 
     async def apply_reviews(stream: Any) -> None:
         async for events in stream.take_events(ctx.settings.batch_size, ctx.settings.batch_within):

@@ -45,9 +45,10 @@ class Pending:
     content_id: str
     opened: float
     signals: dict[str, SignalData] = field(default_factory=dict)
-    #: Input messages kept unacknowledged until this content is decided and its outputs are
-    #: delivered, so a crash before that redelivers them instead of losing the window.
-    held: list[Any] = field(default_factory=list)
+    #: Holds on input records — (partition, offset), agents/consumer.py — kept uncommitted
+    #: until this content is decided and its outputs are delivered, so a crash before that
+    #: redelivers them instead of losing the window.
+    held: list[tuple[Any, int]] = field(default_factory=list)
     #: A retroactive re-decision of decided content: decided at once, never superseded.
     redecide: bool = False
     #: Parsed once per content (the hot path asks for them several times).
@@ -207,6 +208,16 @@ class Decider:
         if self.pending.get(key) is entry:
             del self.pending[key]
         return True
+
+    def drop_partitions(self, partitions: set[Any]) -> int:
+        """Forget the windows holding inputs of `partitions` (revoked by a rebalance: their
+        new owner rereads those inputs from the last commit and opens the windows again, so
+        keeping them here would decide the same content twice). Returns how many."""
+        gone = [key for key, entry in self.pending.items()
+                if any(tp in partitions for tp, _ in entry.held)]
+        for key in gone:
+            del self.pending[key]
+        return len(gone)
 
     def overdue(self, now: float) -> list[Pending]:
         """Entries whose deadline has passed."""
