@@ -22,6 +22,7 @@ from agents import INTERNAL_TOPICS, REGISTRY
 from agents.banks import BankError, import_bank
 from agents.detectors.text_rules import RulesError
 from agents.policy import PolicyError, load_policy
+from agents.policy.summary import summarize
 from models import ModelError
 from streams.codec import DecodeError
 from streams.signing import verify
@@ -324,9 +325,9 @@ def policy_check(file: Path) -> None:
     """Validate a policy FILE: prints its version, or the error with its line."""
     with user_errors():
         loaded = load_policy(file)
-    rules = ", ".join(f"{r.name}{' (shadow)' if r.mode == 'shadow' else ''}"
-                      for r in loaded.rules)
-    click.echo(f"ok: {file} policy_version={loaded.version} rules: {rules or 'none'}")
+    click.echo(f"ok: {file} policy_version={loaded.version}")
+    for line in summarize(loaded):
+        click.echo(f"  {line}")
 
 
 @main.group()

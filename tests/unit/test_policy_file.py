@@ -19,6 +19,7 @@ from agents.policy import (
     parse_policy,
 )
 from agents.policy.model import StaffedHours
+from agents.policy.summary import summarize
 from vigil.cli import main
 
 from .factories import signal
@@ -224,6 +225,17 @@ def test_hot_reload_by_mtime_keeps_the_old_policy_on_a_bad_edit(tmp_path: Path) 
     assert outcomes == ["ok", "error"]
 
 
+def test_policy_check_summarizes_mitigations_paging_and_night_burst_thresholds() -> None:
+    lines = summarize(DEFAULT)
+    by_part = dict(line.split(": ", 1) for line in lines)
+    assert set(by_part) == {"rules", "required detectors", "mitigations", "staffed hours",
+                            "paging", "burst kinds stricter when unstaffed"}
+    assert "raid_restrict_thread (shadow) (restrict_thread on thread_raid, 60 min)" in (
+        by_part["mitigations"])
+    assert "re-page after 15 min via pagerduty" in by_part["paging"]
+    assert "new_account_swarm" in by_part["burst kinds stricter when unstaffed"]
+
+
 def test_cli_policy_check(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
     good.write_text(MINIMAL)
@@ -231,6 +243,9 @@ def test_cli_policy_check(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "ok" in result.output and "policy_version=test-1" in result.output
     assert "nsfw_strict_trial (shadow)" in result.output
+    assert "staffed hours: mon,tue,wed,thu,fri 08:00-22:00 Europe/Berlin" in result.output
+    assert "required detectors: image: sha256" in result.output
+    assert "mitigations: none" in result.output
     bad = tmp_path / "bad.toml"
     bad.write_text(MINIMAL.replace("min_score = 0.9", "min_score = 1.9"))
     result = CliRunner().invoke(main, ["policy", "check", str(bad)])
