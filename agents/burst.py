@@ -210,7 +210,7 @@ def register(ctx: AgentContext) -> None:
     signatures = TextSignatures(text.num_perm, text.shingle)
 
     secret = snapshot_secret(settings)
-    every_s = float(getattr(settings, "burst_checkpoint_seconds", 300.0))
+    every_s = float(getattr(settings, "burst_checkpoint_seconds", 3600.0))
     state: StateStore | None = None
     if secret is not None and every_s > 0:
         snapshots = Snapshots(secret)

@@ -143,7 +143,7 @@ class Settings(BaseSettings):
         default=5000, ge=10, description="How long decide waits for required detectors"
     )
     burst_checkpoint_seconds: float = Field(
-        default=1800.0, ge=0,
+        default=3600.0, ge=0,
         description="How often burst checkpoints each partition's detector state (0: never)",
     )
     policy_reload_seconds: float = Field(

@@ -60,16 +60,20 @@ class Snapshots:
         """`(offset, state)`, or None when the snapshot is not ours: a bad signature, another
         detector version, or a reference to a shared object this worker does not have."""
         mac, body = blob[:_MAC], blob[_MAC:]
+        # a signed snapshot is one this code wrote; the header's detector version is what
+        # says its layout is ours (bump VERSION when detector state changes shape)
         expected = hmac.new(self._secret, body, hashlib.sha256).digest()
         if not hmac.compare_digest(mac, expected) or not body.startswith(_HEADER):
             return None
         # nosec B301: unpickled only after the HMAC under the worker's signing key verified
-        unpickler = pickle.Unpickler(io.BytesIO(zlib.decompress(body[len(_HEADER):])))  # nosec B301
-        unpickler.persistent_load = self._shared  # type: ignore[method-assign]
         try:
+            unpickler = pickle.Unpickler(  # nosec B301
+                io.BytesIO(zlib.decompress(body[len(_HEADER):])))
+            unpickler.persistent_load = self._shared  # type: ignore[method-assign]
             offset, state = unpickler.load()
-        except KeyError:
-            return None
+        except (KeyError, AttributeError, ImportError, EOFError, ValueError, TypeError,
+                pickle.UnpicklingError, zlib.error):
+            return None  # a shared object we lack, or classes that moved: start empty
         return int(offset), state
 
     def _shared(self, name: str) -> object:
