@@ -205,7 +205,7 @@ def register(ctx: AgentContext) -> None:
     config = BurstConfig.from_policy(store.policy) if store is not None else BurstConfig()
     # MinHash signatures are the board detectors' CPU work (DESIGN §8: off the event loop): a
     # batch's are computed in a worker thread, then the detectors run on the loop as usual.
-    # One per worker, so num_perm and the shingle size stay those of the start-up policy.
+    # One per worker; a reload that changes num_perm or the shingle size replaces it (`apply`).
     text = config.thresholds.text_brigade
     signatures = TextSignatures(text.num_perm, text.shingle)
 
@@ -222,15 +222,35 @@ def register(ctx: AgentContext) -> None:
         log.warning("burst: no checkpoints (VIGIL_SIGNING_KEY unset or checkpoints off): a "
                     "restart loses windows, baselines and open incidents")
 
-    def apply(policy: Policy) -> None:
-        """On the event loop, between batches: every group (and groups made later) switch."""
-        nonlocal config
-        config = BurstConfig.from_policy(policy)
+    def text_detectors() -> list[TextBrigadeDetector]:
+        return [d for runners in partitions for runner in runners.values()
+                for d in runner.group.detectors if isinstance(d, TextBrigadeDetector)]
+
+    async def apply(policy: Policy) -> None:
+        """Every group (and groups made later) switch between two batches. New MinHash index
+        parameters re-index the windows' posts: their signatures are computed first, in a
+        thread; the switch itself does not await, so no batch sees half of it."""
+        nonlocal config, signatures
+        new = BurstConfig.from_policy(policy)
+        text, old = new.thresholds.text_brigade, config.thresholds.text_brigade
+        index = (text.similarity, text.num_perm, text.shingle)
+        reindex = index != (old.similarity, old.num_perm, old.shingle)
+        if reindex:
+            fresh = TextSignatures(text.num_perm, text.shingle)
+            bodies = [body for d in text_detectors() for body in d.bodies.values()]
+            fresh.use(await asyncio.to_thread(fresh.sign, bodies))
+        config = new
         if state is not None:
             state.snapshots.share("config", config)
         for runners in partitions:
             for runner in runners.values():
                 runner.group.reconfigure(config)
+        if reindex:
+            signatures = fresh
+            if state is not None:
+                state.snapshots.share("signatures", signatures)
+            for detector in text_detectors():  # posts that arrived meanwhile: signed here
+                detector.reindex(signatures)
         log.warning("burst: thresholds of policy %s in force", policy.version)
 
     accuracy_restored = False
@@ -405,7 +425,7 @@ def register(ctx: AgentContext) -> None:
     if store is not None and store.path is not None:
         async def reload_policy() -> None:
             if await asyncio.to_thread(store.reload_if_changed):
-                apply(store.policy)
+                await apply(store.policy)
 
         ctx.app.timer(float(getattr(settings, "policy_reload_seconds", 2.0)),
                       name="vigil.burst.reload_policy")(reload_policy)

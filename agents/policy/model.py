@@ -299,8 +299,8 @@ class SwarmThresholds(BurstKind):
 @dataclass(frozen=True)
 class TextBrigadeThresholds(BurstKind):
     """`text_brigade`: bodies with Jaccard ≥ `similarity` (MinHash LSH over word shingles) from
-    ≥ `min_accounts` accounts on one board within `window_s`. The index parameters
-    (`similarity`, `shingle`, `num_perm`) take effect when the detector starts."""
+    ≥ `min_accounts` accounts on one board within `window_s`. A reload that changes the index
+    parameters (`similarity`, `shingle`, `num_perm`) re-indexes the window's posts."""
 
     STRICTER: ClassVar[dict[str, str]] = {"min_accounts": "down"}
     unstaffed: tuple[tuple[str, float], ...] = (("min_accounts", 3),)
