@@ -142,6 +142,10 @@ class Settings(BaseSettings):
     decide_deadline_ms: int = Field(
         default=5000, ge=10, description="How long decide waits for required detectors"
     )
+    burst_checkpoint_seconds: float = Field(
+        default=3600.0, ge=0,
+        description="How often burst checkpoints each partition's detector state (0: never)",
+    )
     policy_reload_seconds: float = Field(
         default=2.0, gt=0,
         description="How often decide, notify and burst check the policy file's mtime",

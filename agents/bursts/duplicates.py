@@ -140,6 +140,19 @@ class TextBrigadeDetector:
         self.similarity, self.num_perm = c.similarity, self.signatures.num_perm
         self.lsh = MinHashLSH(threshold=c.similarity, num_perm=self.num_perm)
         self.counter = _ClusterCounter("text_brigade")
+        self.bodies: dict[str, str] = {}  # the window's posts, to re-index them (`reindex`)
+
+    def reindex(self, signatures: TextSignatures) -> None:
+        """The index parameters changed (a policy reload: `similarity`, or `num_perm` /
+        `shingle` through new `signatures`): index the window's posts again under them.
+        Clusters, their counts and open incidents are kept; new posts are matched against
+        every post still in the window, under the new parameters."""
+        c = self.config.thresholds.text_brigade
+        self.signatures = signatures
+        self.similarity, self.num_perm = c.similarity, signatures.num_perm
+        self.lsh = MinHashLSH(threshold=c.similarity, num_perm=self.num_perm)
+        for item, body in self.bodies.items():
+            self.lsh.insert(item, signatures.get(body))
 
     def observe(self, data: Any, at: float) -> list[AlertData]:
         if not isinstance(data, PostData):
@@ -161,6 +174,7 @@ class TextBrigadeDetector:
                                     thread_id=data.thread_id, author_id=data.author.id),
                              " ".join(data.body.split())[: c.excerpt_chars]))
         self.lsh.insert(data.post_id, minhash)
+        self.bodies[data.post_id] = data.body
         cluster.accounts[data.author.id] = at
         cluster.threads.add(data.thread_id)
         if len(cluster.items) < 10:
@@ -188,7 +202,11 @@ class TextBrigadeDetector:
 
     def advance(self, watermark: float) -> list[AlertData]:
         return self.counter.expire(watermark, self.config.thresholds.text_brigade.window_s,
-                                   self.lsh.remove)
+                                   self._remove)
+
+    def _remove(self, item: str) -> None:
+        self.lsh.remove(item)
+        self.bodies.pop(item, None)
 
     def state_size(self) -> int:
         return self.counter.size()

@@ -7,6 +7,13 @@ busy evening is expected to be busy (not a raid) and a quiet night quiet (an att
 measured against the night, not against the evening before). The rate stops learning while an
 incident is open, so a raid does not become the baseline.
 
+`new_account_swarm` also opens on a scan test (`significance.py`): the latest k ≥
+`scan_min_accounts` young accounts arrived within a span the board's usual rate at this hour of
+the week makes improbable (p ≤ `scan_p`). So three newcomers within two minutes on a board that
+sees one an hour at night open a swarm without waiting for the floor, while a busy evening with
+the same three does not (its rate makes them likely). The usual rate never counts below
+`prior_rate`, so a board with no history yet does not make every newcomer look improbable.
+
 `thread_raid` is keyed by `thread_id`, which is the key of `forum.posts.v1`: partition-local.
 `new_account_swarm` is keyed by board: the agent feeds it from posts re-keyed by board
 (docs/burst.md), so one detector sees all of a board's posts.
@@ -19,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from agents.bursts.base import BurstConfig, DecayingRate, Incidents, WeeklyProfile, account_age
+from agents.bursts.significance import most_significant
 from streams.events import AlertData, PostData, Target
 
 
@@ -124,8 +132,9 @@ class ThreadRaidDetector:
 class _BoardState:
     baseline: DecayingRate = field(default_factory=DecayingRate)
     profile: WeeklyProfile = field(default_factory=WeeklyProfile)  # all the board's posts
-    # young account id → (latest post time, post id, thread id), insertion = first-seen order
-    accounts: dict[str, tuple[float, str, str]] = field(default_factory=dict)
+    # young account id → (latest post time, post id, thread id, time it entered the window),
+    # insertion = latest-post order
+    accounts: dict[str, tuple[float, str, str, float]] = field(default_factory=dict)
     last_at: float = 0.0
 
 
@@ -153,20 +162,34 @@ class NewAccountSwarmDetector:
         age = account_age(data.author, at)
         if data.author.is_staff or age is None or age >= c.young_age_s:
             return []  # unknown age is not evidence of a swarm (it is for trust weighting)
-        season = state.profile.over(at - c.window_s, at)
+        profile = state.profile
+        season = profile.over(at - c.window_s, at)
         swarming = self.incidents.is_open(key)
-        expected = state.baseline.rate(at, c.baseline_tau_s) * season * c.window_s
+        rate = state.baseline.rate(at, c.baseline_tau_s)
+        expected = rate * season * c.window_s
         since = at - c.window_s
         previous = state.accounts.pop(data.author.id, None)
-        if previous is None or previous[0] <= since:
+        arrived = previous is None or previous[0] <= since
+        if arrived:
             if not swarming:
-                state.baseline.add(at, c.baseline_tau_s, 1.0 / state.profile.factor(at))
+                state.baseline.add(at, c.baseline_tau_s, 1.0 / profile.factor(at))
             if len(state.accounts) >= c.max_accounts:
                 state.accounts.pop(next(iter(state.accounts)))
-        state.accounts[data.author.id] = (at, data.post_id, data.thread_id)
+        entered = at if previous is None or arrived else previous[3]
+        state.accounts[data.author.id] = (at, data.post_id, data.thread_id, entered)
         active = [(a, v) for a, v in state.accounts.items() if v[0] > since]
         threshold = max(float(c.floor), c.factor * expected)
-        if len(active) < threshold and not (swarming and len(active) >= threshold / 2):
+        scan: dict[str, Any] = {}
+        if arrived and not swarming and c.scan_min_accounts <= len(active) < threshold:
+            usual = max(rate, c.prior_rate)
+            p, k, span = most_significant(
+                sorted(v[3] for _, v in active), at, c.scan_min_accounts,
+                lambda start, end: usual * profile.over(start, end) * (end - start))
+            if p <= c.scan_p:
+                scan = {"scan_accounts": k, "scan_span_s": round(span, 1),
+                        "scan_p": float(f"{p:.3g}")}
+        if (len(active) < threshold and not scan
+                and not (swarming and len(active) >= threshold / 2)):
             return []
         threads = {v[2] for _, v in active}
         return self.incidents.touch(
@@ -178,7 +201,7 @@ class NewAccountSwarmDetector:
             target=None,
             evidence={"board": key, "young_accounts": len(active), "threads": len(threads),
                       "baseline_in_window": round(expected, 2), "threshold": threshold,
-                      "season_factor": round(season, 2),
+                      "season_factor": round(season, 2), **scan,
                       "window_s": c.window_s,
                       "sample_account_ids": [a for a, _ in active[:10]],
                       "sample_post_ids": [v[1] for _, v in active[:10]]})

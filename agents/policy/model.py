@@ -276,13 +276,20 @@ class ThreadRaidThresholds(BurstKind):
 @dataclass(frozen=True)
 class SwarmThresholds(BurstKind):
     """`new_account_swarm`: ≥ max(`floor`, `factor` × the board's seasonal baseline) accounts
-    younger than `young_age_s` posting on one board within `window_s`."""
+    younger than `young_age_s` posting on one board within `window_s`; or sooner, the latest
+    k ≥ `scan_min_accounts` of them arriving within a span whose chance under the board's
+    usual rate at that hour of the week (never below `prior_rate`, per second) is ≤ `scan_p`
+    (agents/bursts/significance.py)."""
 
-    STRICTER: ClassVar[dict[str, str]] = {"floor": "down", "factor": "down"}
-    unstaffed: tuple[tuple[str, float], ...] = (("floor", 5),)
+    STRICTER: ClassVar[dict[str, str]] = {"floor": "down", "factor": "down",
+                                          "scan_min_accounts": "down", "scan_p": "up"}
+    unstaffed: tuple[tuple[str, float], ...] = (("floor", 5), ("scan_p", 3e-4))
     window_s: float = 600.0
     floor: int = 6
     factor: float = 4.0
+    scan_min_accounts: int = 3
+    scan_p: float = 1e-4
+    prior_rate: float = 0.5 / 3600  # young accounts per second on a board, at least
     young_age_s: float = BURST_DAY
     baseline_tau_s: float = 6 * 3600.0
     idle_s: float = 2 * BURST_DAY
@@ -292,8 +299,8 @@ class SwarmThresholds(BurstKind):
 @dataclass(frozen=True)
 class TextBrigadeThresholds(BurstKind):
     """`text_brigade`: bodies with Jaccard ≥ `similarity` (MinHash LSH over word shingles) from
-    ≥ `min_accounts` accounts on one board within `window_s`. The index parameters
-    (`similarity`, `shingle`, `num_perm`) take effect when the detector starts."""
+    ≥ `min_accounts` accounts on one board within `window_s`. A reload that changes the index
+    parameters (`similarity`, `shingle`, `num_perm`) re-indexes the window's posts."""
 
     STRICTER: ClassVar[dict[str, str]] = {"min_accounts": "down"}
     unstaffed: tuple[tuple[str, float], ...] = (("min_accounts", 3),)

@@ -3,6 +3,7 @@ state expires."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ from agents.bursts import (
     trust_weight,
 )
 from agents.bursts.base import StaffedHours
-from agents.policy.model import TrustWeights
+from agents.policy.model import BurstThresholds, TrustWeights
 from streams.events import Account, AlertData, PostData, ReportData, SignalData
 
 NOON = datetime(2025, 2, 4, 14, 0, tzinfo=timezone.utc).timestamp()  # staffed (UTC 08–22)
@@ -235,6 +236,44 @@ def test_text_signatures_signed_ahead_in_a_thread_give_the_same_alerts() -> None
     signatures.of = None  # type: ignore[assignment, method-assign]  # any hashing now fails
     ahead, _ = run(lambda cfg: TextBrigadeDetector(cfg, signatures), events, config)
     assert ahead == inline and one_incident(ahead, "text_brigade")
+
+
+LONG = ("everyone who still posts here should know that the moderators delete every thread "
+        "that criticises them so join us on the other board tonight and bring your friends "
+        "along with you")
+
+
+def edited(i: int) -> str:
+    """LONG with two words inserted: Jaccard ≈ 0.7 on word 3-shingles (under 0.9, over 0.5)."""
+    words = LONG.split()
+    words.insert(5 + i, f"extra{i}")
+    words.insert(20 + i, f"more{i}")
+    return " ".join(words)
+
+
+def test_a_reload_of_the_index_parameters_reindexes_the_window() -> None:
+    strict = dataclasses.replace(BurstThresholds(), text_brigade=dataclasses.replace(
+        BurstThresholds().text_brigade, similarity=0.9))
+    before = [post(7000 + i, f"t{i}", f"acct{i}", NOON + i * 30, body=body)
+              for i, body in enumerate([LONG, LONG, edited(0)])]
+    after = [post(7010 + i, f"t{i}", f"late{i}", NOON + 300 + i * 30, body=edited(i + 1))
+             for i in range(2)]
+
+    def brigade(reindex: bool) -> list[AlertData]:
+        config = BurstConfig(strict)
+        detector = TextBrigadeDetector(config, TextSignatures(64, 3))
+        runner = Watermarked([detector], config)
+        alerts = [a for data, at in before for a in runner.observe(data, at)]
+        assert alerts == []  # 2 accounts on LONG; the edit is under 0.9
+        runner.reconfigure(BurstConfig())  # similarity 0.5
+        if reindex:
+            detector.reindex(TextSignatures(64, 3))
+        return [a for data, at in after for a in runner.observe(data, at)]
+
+    opened = brigade(reindex=True)
+    assert [a.count for a in opened] == [4]  # both late edits join LONG's cluster
+    assert opened[0].evidence["similarity"] == 0.5
+    assert brigade(reindex=False) == []  # the 0.9 index finds no match for the edits
 
 
 # ------------------------------------------------------------------------------ image_spray

@@ -56,6 +56,10 @@ def test_units_are_converted() -> None:
     assert (burst.new_account_swarm.window_s, burst.new_account_swarm.young_age_s,
             burst.new_account_swarm.baseline_tau_s) == (120.0, 43_200.0, 10_800.0)
     assert burst.trust.by_age == ((172_800.0, 0.1),) and burst.lateness_s == 5.0
+    swarm = parse_policy(HEAD + "[burst.new_account_swarm]\nprior_per_hour = 2\n"
+                                "unstaffed = { scan_p = 0.01 }\n").burst.new_account_swarm
+    assert swarm.prior_rate == pytest.approx(2 / 3600)
+    assert swarm.at_hours(False).scan_p == 0.01 and swarm.scan_p == 1e-4
 
 
 @pytest.mark.parametrize(("text", "line", "key"), [
@@ -65,6 +69,8 @@ def test_units_are_converted() -> None:
      "burst.image_spray.unstaffed.max_distance"),
     ("[burst.image_spray]\nunstaffed = { window_minutes = 5 }\n", 6,
      "burst.image_spray.unstaffed.window_minutes"),
+    ("[burst.new_account_swarm]\nscan_p = 1e-3\nunstaffed = { scan_p = 1e-4 }\n", 7,
+     "burst.new_account_swarm.unstaffed.scan_p"),
     ("[burst.text_brigade]\nmin_acounts = 3\n", 6, "burst.text_brigade.min_acounts"),
     ("[burst]\nlateness_seconds = -1\n", 6, "burst.lateness_seconds"),
     ("[burst.report_surge]\nbrigade_min_reporters = 2.5\n", 6,
