@@ -13,6 +13,9 @@ from streams.topics import TopicSpec
 #: Roles that emit signed events (verdicts, takedowns) and so need VIGIL_SIGNING_KEY.
 SIGNING_ROLES: frozenset[str] = frozenset({"decide"})
 
+#: Roles that checkpoint their state and so get VIGIL_BURST_CHECKPOINT_KEY.
+CHECKPOINT_ROLES: frozenset[str] = frozenset({burst.NAME})
+
 #: Topics a role keeps for itself (not contract), created at start-up with the contract topics
 #: so that they get their intended partition count rather than the broker's auto-create default.
 INTERNAL_TOPICS: dict[str, tuple[TopicSpec, ...]] = {burst.NAME: burst.INTERNAL_TOPICS}

@@ -186,12 +186,6 @@ class _Partition:
     offset: int
 
 
-def snapshot_secret(settings: Any) -> bytes | None:
-    """The key that signs checkpoints: the worker's signing key (none: no checkpoints)."""
-    key = getattr(settings, "signing_key", None)
-    return key.get_secret_value().encode() if key is not None else None
-
-
 def register(ctx: AgentContext) -> None:
     """Register the burst agents on `ctx.app`."""
     settings: Any = ctx.settings
@@ -207,7 +201,7 @@ def register(ctx: AgentContext) -> None:
     text = config.thresholds.text_brigade
     signatures = TextSignatures(text.num_perm, text.shingle)
 
-    secret = snapshot_secret(settings)
+    secret = ctx.checkpoint_key
     every_s = float(getattr(settings, "burst_checkpoint_seconds", 3600.0))
     state: StateStore | None = None
     if secret is not None and every_s > 0:
@@ -217,8 +211,8 @@ def register(ctx: AgentContext) -> None:
             snapshots.share(name, obj)
         state = StateStore(ctx, snapshots, every_s)
     else:
-        log.warning("burst: no checkpoints (VIGIL_SIGNING_KEY unset or checkpoints off): a "
-                    "restart loses windows, baselines and open incidents")
+        log.warning("burst: no checkpoints (VIGIL_BURST_CHECKPOINT_KEY(_FILE) unset or "
+                    "checkpoints off): a restart loses windows, baselines and open incidents")
 
     def text_detectors() -> list[TextBrigadeDetector]:
         return [d for runners in partitions for runner in runners.values()

@@ -58,6 +58,7 @@ class AgentContext:
     settings: AgentSettings
     metrics: Metrics
     signer: Signer | None  # only roles in `agents.SIGNING_ROLES` get one
+    checkpoint_key: bytes | None = None  # only roles in `agents.CHECKPOINT_ROLES` get one
     _topics: dict[str, faust.TopicT] = field(default_factory=dict)
     _names: dict[str, str] = field(default_factory=dict)  # spec name → full name
     _sent_children: dict[str, Any] = field(default_factory=dict)  # topic → metric child

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import faust
 
-from agents import REGISTRY, SIGNING_ROLES
+from agents import CHECKPOINT_ROLES, REGISTRY, SIGNING_ROLES
 from agents.context import AgentContext
 from agents.metrics import Metrics
 from streams.signing import Signer
@@ -50,9 +50,24 @@ def make_signer(settings: Settings) -> Signer:
     return Signer("dev-" + secrets.token_hex(4), dev_key(settings.data_dir))
 
 
-def dev_key(data_dir: Path) -> bytes:
+def checkpoint_key(settings: Settings) -> bytes | None:
+    """The HMAC key of burst's checkpoints (pickles: only a verified one is ever loaded).
+
+    Its own secret rather than `VIGIL_SIGNING_KEY`, so a burst worker never holds the key that
+    signs takedowns. None (no checkpoints, logged by burst) when neither the variable nor the
+    file is set, except on one box with dev keys allowed (`vigil run`)."""
+    if settings.burst_checkpoint_key is not None:
+        return settings.burst_checkpoint_key.get_secret_value().encode()
+    if settings.burst_checkpoint_key_file is not None:
+        return settings.burst_checkpoint_key_file.read_bytes().strip()
+    if settings.allow_dev_signing_key:
+        return dev_key(settings.data_dir, "dev-burst-checkpoint-key")
+    return None
+
+
+def dev_key(data_dir: Path, name: str = "dev-signing-key") -> bytes:
     """A random key kept in the data dir (demo only), so `vigil tail --verify` can check it."""
-    path = data_dir / "dev-signing-key"
+    path = data_dir / name
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         path.write_bytes(secrets.token_hex(32).encode())
@@ -78,6 +93,7 @@ def build_app(
         raise ConfigError("no broker: set VIGIL_BROKER=kafka://host:port or use `vigil run`")
     # Only roles that sign need the key: intake or hashing workers never hold it.
     signer = make_signer(settings) if SIGNING_ROLES.intersection(agents) else None
+    checkpoints = checkpoint_key(settings) if CHECKPOINT_ROLES.intersection(agents) else None
     set_fetch_max_wait_ms(settings.consumer_fetch_max_wait_ms)
     app = faust.App(
         group_id(settings, agents),
@@ -108,7 +124,8 @@ def build_app(
         producer_max_batch_size=_PRODUCER_MAX_BATCH_BYTES,
     )
     ctx = AgentContext(
-        app=app, settings=settings, metrics=metrics or Metrics(), signer=signer
+        app=app, settings=settings, metrics=metrics or Metrics(), signer=signer,
+        checkpoint_key=checkpoints,
     )
     # faust's own sensor on Vigil's registry (served by vigil.web's /metrics): per-partition
     # end and committed offsets give consumer lag (deploy/prometheus/rules), plus rebalances.

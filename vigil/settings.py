@@ -146,6 +146,14 @@ class Settings(BaseSettings):
         default=3600.0, ge=0,
         description="How often burst checkpoints each partition's detector state (0: never)",
     )
+    burst_checkpoint_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key of burst's state checkpoints (its own secret, not the signing "
+        "key; unset and no file: no checkpoints, except `vigil run`'s dev key)",
+    )
+    burst_checkpoint_key_file: Path | None = Field(
+        default=None, description="File holding the checkpoint key (instead of the variable)"
+    )
     policy_reload_seconds: float = Field(
         default=2.0, gt=0,
         description="How often decide, notify and burst check the policy file's mtime",

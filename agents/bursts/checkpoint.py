@@ -12,8 +12,8 @@ restoring worker's own objects take their place (reporter accuracy has a snapsho
 
 The format is pickle, because the state is many small Python objects (and a datasketch index)
 that would each need a codec otherwise. Unpickling runs code its input names, so a snapshot is
-signed (HMAC-SHA256 under the worker's signing key) and carries the detector version; one that
-does not verify or is of another version is ignored and the state starts empty, as before.
+signed (HMAC-SHA256 under `VIGIL_BURST_CHECKPOINT_KEY`, a secret of its own) and carries the
+detector version; one that does not verify or is of another version is ignored and the state starts empty, as before.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class Snapshots:
         expected = hmac.new(self._secret, body, hashlib.sha256).digest()
         if not hmac.compare_digest(mac, expected) or not body.startswith(_HEADER):
             return None
-        # nosec B301: unpickled only after the HMAC under the worker's signing key verified
+        # nosec B301: unpickled only after the HMAC under the checkpoint key (VIGIL_BURST_CHECKPOINT_KEY) verified
         try:
             unpickler = pickle.Unpickler(  # nosec B301
                 io.BytesIO(zlib.decompress(body[len(_HEADER):])))

@@ -97,6 +97,7 @@ def vigil_env(broker_url: str | None, prefix: str, data_dir: Path, **extra: str)
         "VIGIL_WEB_PORT": str(free_port()),
         "VIGIL_SIGNING_KEY": SIGNING_KEY,
         "VIGIL_SIGNING_KEY_ID": SIGNING_KEY_ID,
+        "VIGIL_BURST_CHECKPOINT_KEY": "integration-test-checkpoint-secret",
         "VIGIL_TOPIC_PARTITIONS": "2",
         "VIGIL_LOG_LEVEL": "warn",
         # A loaded CI box must not turn "allow" into a deadline "hold"; tests of the deadline
