@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.consumer import Batch
+from agents.consumer import Record as Input
 from agents.context import AgentContext, Outbox, decode_events
 from agents.decide.decider import Decider, Pending, Record
 from agents.decide.follower import Follower, Read
@@ -142,17 +143,17 @@ def register(ctx: AgentContext) -> None:
             async with ctx.outbox() as out:
                 now = time.monotonic()
                 wall = datetime.now(timezone.utc)
-                touched: dict[int, Pending] = {}
+                # each touched window, with the first record of this batch that fed it
+                touched: dict[int, tuple[Pending, Input]] = {}
                 for record in batch.records:
                     try:
                         signal = decode(SIGNALS, record.value)
                     except DecodeError:
                         continue  # our own topic: only Vigil's agents write valid signals
                     entry = decider.add(signal.data, now)
-                    if entry is not None:
-                        touched[id(entry)] = entry
-                        entry.held.append(batch.hold(record))
-                for entry in touched.values():
+                    if entry is not None and id(entry) not in touched:
+                        touched[id(entry)] = entry, record
+                for entry, record in touched.values():
                     if decider.superseded(entry):
                         decided.append(entry)  # decided elsewhere: release, no output
                         continue
@@ -161,6 +162,13 @@ def register(ctx: AgentContext) -> None:
                     if decision is not None:
                         emit(out, entry, decision, wall)
                         decided.append(entry)
+                    elif not any(tp.partition == record.partition for tp, _ in entry.held):
+                        # Still open after this batch: its first record here stays
+                        # uncommitted until it is decided. One hold per window and partition
+                        # is enough (the commit stops at the lowest), and a window decided
+                        # within its batch needs none: the loop marks the batch delivered
+                        # only after this outbox is.
+                        entry.held.append(batch.hold(record))
                 metrics.decide_pending.set(len(decider.pending))
             release(decided)  # after the outbox delivered their outputs
 
