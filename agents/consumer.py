@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -217,6 +218,21 @@ class ConsumeLoop:
                     if tp in assignment:  # revoked meanwhile: its new owner rereads it
                         self.offsets.delivered(tp, rs[-1].offset)
             await self._commit(consumer)
+
+    def owns(self, key: str) -> bool:
+        """Whether this member is assigned the partition of the loop's first topic that `key`
+        maps to (crc32 modulo its partition count): picks one member of the group for work
+        that belongs to no record (decide's mitigation announcements). False while this
+        member has no assignment (starting, or in a rebalance)."""
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        topic = self.topics[0]
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        if not partitions:
+            return False
+        partition = partitions[zlib.crc32(key.encode()) % len(partitions)]
+        return TopicPartition(topic, partition) in consumer.assignment()
 
     # -- commits ------------------------------------------------------------------------
 

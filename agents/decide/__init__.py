@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from agents.consumer import Batch
+from agents.consumer import Record as Input
 from agents.context import AgentContext, Outbox, decode_events
 from agents.decide.decider import Decider, Pending, Record
-from agents.decide.follower import Batch, Follower
+from agents.decide.follower import Follower, Read
 from agents.decide.mitigations import KIND, Active, MitigationBook
 from agents.decide.outputs import (
     Output,
@@ -142,17 +143,17 @@ def register(ctx: AgentContext) -> None:
             async with ctx.outbox() as out:
                 now = time.monotonic()
                 wall = datetime.now(timezone.utc)
-                touched: dict[int, Pending] = {}
+                # each touched window, with the first record of this batch that fed it
+                touched: dict[int, tuple[Pending, Input]] = {}
                 for record in batch.records:
                     try:
                         signal = decode(SIGNALS, record.value)
                     except DecodeError:
                         continue  # our own topic: only Vigil's agents write valid signals
                     entry = decider.add(signal.data, now)
-                    if entry is not None:
-                        touched[id(entry)] = entry
-                        entry.held.append(batch.hold(record))
-                for entry in touched.values():
+                    if entry is not None and id(entry) not in touched:
+                        touched[id(entry)] = entry, record
+                for entry, record in touched.values():
                     if decider.superseded(entry):
                         decided.append(entry)  # decided elsewhere: release, no output
                         continue
@@ -161,6 +162,13 @@ def register(ctx: AgentContext) -> None:
                     if decision is not None:
                         emit(out, entry, decision, wall)
                         decided.append(entry)
+                    elif not any(tp.partition == record.partition for tp, _ in entry.held):
+                        # Still open after this batch: its first record here stays
+                        # uncommitted until it is decided. One hold per window and partition
+                        # is enough (the commit stops at the lowest), and a window decided
+                        # within its batch needs none: the loop marks the batch delivered
+                        # only after this outbox is.
+                        entry.held.append(batch.hold(record))
                 metrics.decide_pending.set(len(decider.pending))
             release(decided)  # after the outbox delivered their outputs
 
@@ -207,10 +215,9 @@ def register(ctx: AgentContext) -> None:
         if applied and entry.mitigation.mode == "enforce":
             add_all(out, [mitigation_output(entry)], now)
 
-    async def on_alerts(batch: Batch, settle: bool) -> None:
-        """Feed the follower's records to the book and the decision memory; announce what
-        started or (after a restart) is overdue, once caught up."""
-        started: list[Active] = []
+    async def on_alerts(batch: Read, settle: bool) -> None:
+        """Feed the follower's records to the book and the decision memory; once caught up,
+        announce what this worker owes (a start, or after a restart what is overdue)."""
         for spec, event, record_time in batch:
             data = event.data
             if spec is VERDICTS:
@@ -223,21 +230,9 @@ def register(ctx: AgentContext) -> None:
                 else:
                     decider.remember_alert(data)
             else:
-                started.extend(book.on_trigger(data, record_time))
-        if not (settle or follower.alerts_ready.is_set()):
-            return
-        now = datetime.now(timezone.utc)
-        due = started if not settle else [
-            e for e in book.entries.values() if not e.announced and e.in_force(now)]
-        async with ctx.outbox() as out:
-            for entry in due:
-                if entry.mitigation.mode == "enforce" and entry.in_force(now):
-                    entry.announced = True
-                    add_all(out, [mitigation_output(entry)], now)
-                    log.warning("mitigation %s started on %s %s until %s", entry.mitigation.name,
-                                entry.mitigation.scope, entry.scope_id, entry.expires_at)
-        if settle:
-            await expire_mitigations()
+                book.on_trigger(data, record_time)
+        if settle or follower.alerts_ready.is_set():
+            await announce_mitigations()
 
     follower = Follower(
         getattr(ctx.settings, "bootstrap_servers", ""), ctx.settings.topic_prefix,
@@ -248,15 +243,26 @@ def register(ctx: AgentContext) -> None:
 
     ctx.app.task(follow_alerts)
 
-    async def expire_mitigations() -> None:
-        if not follower.alerts_ready.is_set():
-            return
+    async def announce_mitigations() -> None:
+        """Lift expired mitigations, and announce the starts and lifts this worker owes: the
+        worker that owns the signals partition a scope id maps to (`ConsumeLoop.owns`)
+        announces it, the others only apply it. Also a timer, so a mitigation whose
+        announcer died or changed in a rebalance is announced by the next owner."""
         now = datetime.now(timezone.utc)
-        async with ctx.outbox() as out:
-            for entry in book.expire(now):
-                if entry.announced:
+        book.expire(now)
+        due = book.to_announce(now, loop.owns)
+        if due:
+            async with ctx.outbox() as out:
+                for entry in due:
                     add_all(out, [mitigation_output(entry)], now)
+                    log.warning("mitigation %s %s on %s %s until %s", entry.mitigation.name,
+                                "lifted" if entry.lifted_by else "started",
+                                entry.mitigation.scope, entry.scope_id, entry.expires_at)
         book.forget(now)
+
+    async def expire_mitigations() -> None:
+        if follower.alerts_ready.is_set():
+            await announce_mitigations()
 
     ctx.app.timer(1.0, name="vigil.decide.expire_mitigations")(expire_mitigations)
 

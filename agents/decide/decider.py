@@ -7,8 +7,10 @@ Records of every decision (allow too: a moderator may `confirm` that a post allo
 detectors is part of a raid) are kept bounded, by decision id, for reviews. They are also
 learnt from the verdicts, takedowns and alerts topics (`remember_*`, fed by
 `agents.decide.follower`: before a restart and since, by any worker), so a review of a
-decision taken before a restart or elsewhere still applies, and a window opened for content
-decided elsewhere is dropped (`superseded`).
+decision taken before a restart or elsewhere still applies, a window opened for content
+decided elsewhere is dropped (`superseded`), and a review applied before a restart — its
+decision, escalation or resolved alerts are on those topics — is a `duplicate` when the reviews
+topic redelivers it (a review with no output at all applies again: harmless, it emits nothing).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from agents.policy import (
     ReviewEffect,
     decide_content,
     load_default_policy,
+    review_decision_id,
     review_effect,
 )
 from streams.events import AlertData, ReviewData, SignalData, TakedownData, Target, VerdictData
@@ -256,8 +259,13 @@ class Decider:
         """A verdict read back from `safety.verdicts.v1` (any worker's, any time): its content
         is decided (later signals for it are dropped), and a review may name the decision."""
         key = f"{verdict.content_type}:{verdict.content_id}"
-        if key not in self.decided:  # this worker's own entry may be newer: keep it
+        previous = self.decided.get(key)
+        if previous is None:
             _remember(self.decided, key, verdict.decision_id, _DECIDED_MEMORY)
+        elif previous != verdict.decision_id and any(r.detector == "review"
+                                                     for r in verdict.reasons):
+            self._learn_review(key, previous, verdict.decision_id)
+        # else this worker's own entry may be newer: keep it
         if verdict.decision_id in self.records:
             return
         decision = Decision(verdict.decision_id, verdict.verdict, None, "low",
@@ -266,6 +274,16 @@ class Decider:
                         post_id=verdict.post_id, thread_id=verdict.thread_id)
         _remember(self.records, verdict.decision_id, Record(decision, target, None),
                   _RECORD_MEMORY)
+
+    def _learn_review(self, key: str, previous: str, decision_id: str) -> None:
+        """A review's decision read back: mark the review of `previous` (the content's decision
+        before it — verdicts are keyed by content, so read in order) as applied, and make the
+        new decision the content's current one, as `review` does live."""
+        for outcome in ("restore", "confirm"):
+            if review_decision_id(previous, outcome) == decision_id:
+                _remember(self.reviewed, f"{previous}/{outcome}", outcome, _RECORD_MEMORY)
+                self.decided[key] = decision_id
+                return
 
     def remember_takedown(self, takedown: TakedownData) -> None:
         """A takedown read back: its action is what a `restore` undoes."""
@@ -281,8 +299,15 @@ class Decider:
                   Record(decision, takedown.target, None), _RECORD_MEMORY)
 
     def remember_alert(self, alert: AlertData) -> None:
-        """One of decide's own alerts read back: a review resolves it."""
-        record = self.records.get(str(alert.evidence.get("decision_id")))
+        """One of decide's own alerts read back: a review resolves it. An escalation, or an
+        alert a review resolved, also says that review was applied."""
+        about = str(alert.evidence.get("decision_id"))
+        outcome = ("escalate" if alert.kind == "review_escalated"
+                   else alert.evidence.get("resolved_by")
+                   if alert.evidence.get("resolved") is True else None)
+        if outcome in ("escalate", "confirm", "restore"):
+            _remember(self.reviewed, f"{about}/{outcome}", str(outcome), _RECORD_MEMORY)
+        record = self.records.get(about)
         if record is None or not alert.dedup_key:
             return
         kept = tuple(a for a in record.decision.alerts if a.dedup_key != alert.dedup_key)

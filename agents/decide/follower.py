@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 _MAX_RECORDS = 2000  # per poll
 
 #: (topic spec, event, Kafka record time) of each readable record of one poll.
-Batch = list[tuple[TopicSpec, CloudEvent[Any], datetime]]
+Read = list[tuple[TopicSpec, CloudEvent[Any], datetime]]
 
 
 class Follower:
@@ -49,7 +49,7 @@ class Follower:
 
     def __init__(self, bootstrap: str, prefix: str, *, follow: Sequence[TopicSpec],
                  history: Sequence[TopicSpec],
-                 on_batch: Callable[[Batch, bool], Awaitable[None]]) -> None:
+                 on_batch: Callable[[Read, bool], Awaitable[None]]) -> None:
         self.bootstrap = bootstrap
         self.specs = {spec.full_name(prefix): spec for spec in (*follow, *history)}
         self.history = {spec.full_name(prefix) for spec in history}
@@ -137,7 +137,7 @@ class Follower:
             if not behind and not self.caught_up.is_set():
                 self.caught_up.set()
             batches = await consumer.getmany(timeout_ms=500, max_records=_MAX_RECORDS)
-            batch: Batch = []
+            batch: Read = []
             for tp, messages in batches.items():
                 spec = self.specs[tp.topic]
                 for m in messages:

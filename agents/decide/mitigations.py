@@ -46,8 +46,9 @@ class Active:
     scope_id: str
     started: datetime
     trigger: str  # dedup key of the alert that started it
-    announced: bool = False
+    announced: bool = False  # its start is on the alerts topic (or sent by this worker)
     lifted_by: str | None = None  # "expiry" or the reviewer
+    lift_announced: bool = False  # its lift is on the alerts topic (or sent by this worker)
     resolved_at: datetime | None = None
 
     @property
@@ -134,7 +135,10 @@ class MitigationBook:
                                      str(ev.get("trigger", ""))))
             self._by_trigger[(m.name, entry.trigger)] = entry.dedup_key
         entry.announced = True
-        if ev.get("resolved") is True and entry.lifted_by is None:
+        if ev.get("resolved") is not True:
+            return
+        entry.lift_announced = True
+        if entry.lifted_by is None:
             entry.lifted_by = str(ev.get("lifted_by") or "?")
             resolved_at = ev.get("resolved_at")
             entry.resolved_at = (datetime.fromisoformat(resolved_at)
@@ -154,14 +158,39 @@ class MitigationBook:
         if not entry.in_force(now):
             return False
         entry.lifted_by, entry.resolved_at = by, now
+        entry.lift_announced = True  # whoever lifts it announces it
         return True
 
-    def expire(self, now: datetime) -> list[Active]:
-        """Lift every entry whose time is up; return them (announced ones need a resolve)."""
-        done = [e for e in self.entries.values() if e.lifted_by is None and now >= e.expires_at]
-        for entry in done:
-            entry.lifted_by, entry.resolved_at = "expiry", entry.expires_at
-        return done
+    def expire(self, now: datetime) -> None:
+        """Lift every entry whose time is up (`to_announce` then says who resolves it)."""
+        for entry in self.entries.values():
+            if entry.lifted_by is None and now >= entry.expires_at:
+                entry.lifted_by, entry.resolved_at = "expiry", entry.expires_at
+
+    def to_announce(self, now: datetime, announces: Callable[[str], bool]) -> list[Active]:
+        """Enforced entries whose start, or lift, is not on the alerts topic yet, among those
+        this worker announces (`announces(scope_id)`: one worker of the group per scope, so
+        each mitigation is announced once, not by every decide worker). They are marked as
+        announced; the caller sends their `mitigation_output`.
+
+        Every worker knows every entry (the follower), so if the announcing worker dies or
+        the scope changes hands in a rebalance, the next one announces what is still missing.
+        An entry lifted before anyone announced it is never announced at all."""
+        due: list[Active] = []
+        for entry in self.entries.values():
+            if entry.mitigation.mode != "enforce" or entry.lift_announced:
+                continue
+            if not entry.announced and not entry.in_force(now):
+                continue
+            if not announces(entry.scope_id):
+                continue
+            if entry.announced:
+                if entry.lifted_by is None:
+                    continue
+                entry.lift_announced = True
+            entry.announced = True
+            due.append(entry)
+        return due
 
     def forget(self, now: datetime, keep: timedelta = timedelta(days=1)) -> None:
         """Drop entries lifted more than `keep` ago (their triggers are long over)."""

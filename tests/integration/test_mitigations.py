@@ -8,6 +8,7 @@ review naming the mitigation), expiry, and `confirm` on allowed content hiding i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from streams.codec import encode
+from streams.events import SignalData
 from streams.signing import verify
 from tests.integration.helpers import (
     SIGNING_KEY,
@@ -23,6 +26,7 @@ from tests.integration.helpers import (
     Worker,
     cloud_event,
     collect,
+    http,
     image_event,
     policy_text,
     produce,
@@ -31,8 +35,8 @@ from tests.integration.helpers import (
     unique_prefix,
     vigil_env,
 )
-from streams.topics import ALERTS, IMAGES, POSTS, REVIEWS, TAKEDOWNS, VERDICTS
-from vigil.broker import EmbeddedBroker
+from streams.topics import ALERTS, IMAGES, POSTS, REVIEWS, SIGNALS, TAKEDOWNS, VERDICTS
+from vigil.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.integration
 KEYS = {SIGNING_KEY_ID: SIGNING_KEY}
@@ -254,3 +258,82 @@ async def test_decisions_and_mitigations_survive_a_decide_restart(
         alerts = await collect(broker.bootstrap, topic(second, ALERTS), lambda es: any(
             e["data"]["dedup_key"] == "marker-r2" for e in es))
         assert len([e for e in alerts if mitigation("t-r2", False)(e)]) == 1
+
+    with running(args, env, tmp_path) as third:
+        # Regression: the same reviews redelivered after another restart applied again. Now
+        # the third process learns them from the outputs the second one published. A review
+        # of an unknown decision, after them on their partition, marks the end.
+        await produce(broker.bootstrap, topic(third, REVIEWS), [
+            review(held["data"]["decision_id"], "restore", "p-r2-young"),
+            review(allowed["data"]["decision_id"], "confirm", "p-r2-old"),
+            review("dec-marker", "restore", "p-none")], key=b"p-r2-young")
+        counts = await reviews_counted(third, 'result="unknown_decision"')
+        assert counts['outcome="restore",result="duplicate"'] >= 1, counts
+        assert counts['outcome="confirm",result="duplicate"'] >= 1, counts
+        assert not any('result="applied"' in labels for labels in counts), counts
+
+
+async def reviews_counted(worker: Worker, until: str) -> dict[str, float]:
+    """`vigil_reviews_total` by labels, once a series with `until` in its labels counts one."""
+    for _ in range(600):
+        _, body = await asyncio.to_thread(http, "GET", worker.url("/metrics"))
+        counts = {line[line.index("{") + 1:line.index("}")]: float(line.rsplit(" ", 1)[1])
+                  for line in body.decode().splitlines()
+                  if line.startswith("vigil_reviews_total{")}
+        if any(until in labels and n >= 1 for labels, n in counts.items()):
+            return counts
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no review with {until} counted:\n" + worker.log()[-3000:])
+
+
+async def test_two_decide_workers_announce_each_mitigation_once(
+        broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """Regression: every decide worker announced every mitigation (start and expiry: same ids,
+    sent once per worker). Now the worker owning the scope's partition does."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(mitigation_policy())
+    env = vigil_env(broker.url, unique_prefix(), tmp_path, VIGIL_POLICY=str(policy),
+                    VIGIL_TOPIC_PARTITIONS="4")
+    args = ["worker", "--agents", "decide"]
+    with running(args, {**env, "VIGIL_DATA_DIR": str(tmp_path / "a")}, tmp_path / "a") as a, \
+            running(args, {**env, "VIGIL_DATA_DIR": str(tmp_path / "b"),
+                           "VIGIL_WEB_PORT": str(free_port())}, tmp_path / "b") as b:
+        await both_consuming(broker, [a, b])
+        threads = [f"t-once-{n}" for n in range(6)]  # scopes spread over both workers
+        for thread in threads:
+            key = f"test_brief_raid:{thread}:20250204T021000Z"
+            await produce(broker.bootstrap, topic(a, ALERTS),
+                          [burst_alert("test_brief_raid", key, thread=thread)],
+                          key=key.encode())
+        # `brief` expires after 1.2 s: each start and each lift, by expiry, once
+        await collect(broker.bootstrap, topic(a, ALERTS), lambda es: all(
+            any(mitigation(t, True)(e) for e in es) for t in threads))
+        # a later one's lift: both workers' expiry timers have run since the lifts above
+        key = "test_brief_raid:t-once-last:20250204T021000Z"
+        await produce(broker.bootstrap, topic(a, ALERTS),
+                      [burst_alert("test_brief_raid", key, thread="t-once-last")],
+                      key=key.encode())
+        alerts = await collect(broker.bootstrap, topic(a, ALERTS), lambda es: any(
+            mitigation("t-once-last", True)(e) for e in es))
+    for thread in threads:
+        for resolved in (False, True):
+            sent = [e for e in alerts if mitigation(thread, resolved)(e)]
+            assert len(sent) == 1, (thread, resolved, [e["id"] for e in sent])
+
+
+async def both_consuming(broker: EmbeddedBroker, workers: list[Worker]) -> None:
+    """Until every worker has consumed signals: the group has settled with all of them."""
+    signals = topic(workers[0], SIGNALS)
+    series = f'faust_messages_received_per_topic_total{{topic="{signals}"}}'
+    for n in range(300):
+        await produce(broker.bootstrap, signals, [encode(SIGNALS, SignalData(
+            detector="intake", detector_version="test-1", content_type="post",
+            content_id=f"p-settle-{n}-{k}", post_id=f"p-settle-{n}-{k}"),
+            source="vigil/intake")[1]
+            for k in range(8)])
+        bodies = [(await asyncio.to_thread(http, "GET", w.url("/metrics")))[1].decode()
+                  for w in workers]
+        if all(series in body for body in bodies):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("the decide group never settled with every worker")

@@ -256,6 +256,52 @@ def test_confirm_makes_final_and_escalate_pages() -> None:
     assert out.spec is ALERTS and out.data.target is not None  # type: ignore[attr-defined]
 
 
+def _replay(decider: Decider, outputs: list[object]) -> None:  # type: ignore[valid-type]
+    """Feed `outputs` to `decider` as the follower does after a restart (in topic order)."""
+    for out in outputs:
+        data = out.data  # type: ignore[attr-defined]
+        if isinstance(data, VerdictData):
+            decider.remember_verdict(data)
+        elif isinstance(data, TakedownData):
+            decider.remember_takedown(data)
+        elif isinstance(data, AlertData):
+            decider.remember_alert(data)
+
+
+def test_reviews_applied_before_a_restart_are_duplicates_after_it() -> None:
+    """Regression: `reviewed` lived in memory only, so a review redelivered after a restart
+    applied again. The restarted worker learns it from the outputs it reads back."""
+    before = Decider(DEADLINE)
+    entry, decision = _blocked(before)
+    outputs = decision_outputs(decision, entry.target(), now=NOW, event_time=NOW)
+    allowed_entry = before.add(signal("intake", content_type="post", content_id="p-9",
+                                      post_id="p-9"), now=0.0)
+    assert allowed_entry is not None
+    allowed = before.try_decide(allowed_entry, now=0.0)
+    assert allowed is not None and allowed.action is None
+    outputs += decision_outputs(allowed, allowed_entry.target(), now=NOW, event_time=NOW)
+    reviews = [ReviewData(decision_id=decision.decision_id, outcome="restore"),
+               ReviewData(decision_id=decision.decision_id, outcome="escalate"),
+               ReviewData(decision_id=allowed.decision_id, outcome="confirm")]
+    for review in reviews:
+        result, effect, record = before.review(review)
+        assert result == "applied" and effect is not None
+        outputs += review_outputs(effect, record, review, now=NOW, event_time=NOW)
+    hide = review_decision_id(allowed.decision_id, "confirm")
+    restore_hide = ReviewData(decision_id=hide, outcome="restore")  # a review of a review
+    _, effect, record = before.review(restore_hide)
+    assert effect is not None and effect.decision is not None
+    outputs += review_outputs(effect, record, restore_hide, now=NOW, event_time=NOW)
+
+    after = Decider(DEADLINE)
+    _replay(after, outputs)
+    for review in (*reviews, restore_hide):
+        assert after.review(review)[0] == "duplicate", review
+    assert after.decided["post:p-9"] == effect.decision.decision_id  # the latest, as live
+    assert after.review(ReviewData(decision_id=decision.decision_id,
+                                   outcome="confirm"))[0] == "applied"  # never sent before
+
+
 def test_review_of_an_unknown_decision_is_reported_not_applied() -> None:
     decider = Decider(DEADLINE)
     result, effect, _ = decider.review(ReviewData(decision_id="dec-unknown", outcome="restore"))

@@ -125,13 +125,47 @@ def test_announcements_rebuild_lifts_and_expiry_lifts_by_wall_clock() -> None:
     rebuilt.on_announcement(resolved)
     assert rebuilt.covering("post", "t-1", None, START) == []
     # expiry: nothing covers after `duration_minutes`, and the entry says so
-    assert book.expire(START + timedelta(minutes=29)) == []
-    assert book.expire(START + timedelta(minutes=30)) == [entry]
+    book.expire(START + timedelta(minutes=29))
+    assert entry.lifted_by is None
+    book.expire(START + timedelta(minutes=30))
     assert entry.lifted_by == "expiry" and entry.resolved_at == entry.expires_at
     out = mitigation_output(entry).data
     assert isinstance(out, AlertData)
     assert out.evidence["resolved"] is True and out.evidence["lifted_by"] == "expiry"
     assert out.dedup_key == entry.dedup_key
+
+
+def test_one_worker_announces_each_start_and_lift_the_others_apply_it() -> None:
+    """Every decide worker used to announce every mitigation (same ids, sent N times); now
+    only the worker `announces(scope)` names does, and the others learn it back."""
+    owner, other = MitigationBook(lambda: POLICY), MitigationBook(lambda: POLICY)
+    for book in (owner, other):
+        book.on_trigger(burst("thread_raid", "tr:t-1", thread="t-1"), START)
+    mine, never = (lambda scope: scope == "t-1"), (lambda scope: False)
+    at = START + timedelta(minutes=1)
+    assert other.to_announce(at, never) == []
+    [entry] = owner.to_announce(at, mine)
+    assert owner.to_announce(at, mine) == []  # once
+    other.on_announcement(mitigation_output(entry).data)  # type: ignore[arg-type]
+    assert other.covering("post", "t-1", None, at) != []
+    # expiry: the owner resolves it once; a worker that took the scope over later (its
+    # owner gone) resolves it if the owner's lift never reached the topic
+    expired = START + timedelta(minutes=30)
+    for book in (owner, other):
+        book.expire(expired)
+    assert other.to_announce(expired, never) == []
+    assert [e.lifted_by for e in owner.to_announce(expired, mine)] == ["expiry"]
+    assert owner.to_announce(expired, mine) == []
+    assert [e.dedup_key for e in other.to_announce(expired, mine)] == [entry.dedup_key]
+    # a mitigation that expired before anyone announced it is never announced
+    late = MitigationBook(lambda: POLICY)
+    late.on_trigger(burst("thread_raid", "tr:t-2", thread="t-2"), START)
+    late.expire(expired)
+    assert late.to_announce(expired, lambda scope: True) == []
+    # shadow mitigations are never announced
+    shadow = MitigationBook(lambda: POLICY)
+    shadow.on_trigger(burst("new_account_swarm", "nas:b-1", board="b-1"), START)
+    assert len(shadow) == 1 and shadow.to_announce(at, lambda scope: True) == []
 
 
 # ------------------------------------------------------------------------------- decisions
