@@ -44,7 +44,10 @@ from streams.topics import TopicSpec
 log = logging.getLogger(__name__)
 
 Record = ConsumerRecord  # what a handler receives: .topic .partition .offset .key .value .timestamp
-Hold = tuple[TopicPartition, int]  # a held record: released later by `Offsets.release`
+#: A held record — (partition, offset, the partition's assignment epoch) — released later by
+#: `Offsets.release`. The epoch makes a hold taken before a revoke stale: releasing it after
+#: the partition came back cannot release a new hold on the same offset.
+Hold = tuple[TopicPartition, int, int]
 
 
 class LoopSettings(Protocol):
@@ -75,6 +78,7 @@ class Offsets:
     def __init__(self) -> None:
         self._next: dict[TopicPartition, int] = {}
         self._held: dict[TopicPartition, dict[int, int]] = {}
+        self._epoch: dict[TopicPartition, int] = {}
 
     def delivered(self, tp: TopicPartition, offset: int) -> None:
         """Everything up to `offset` on `tp` has its outputs delivered (or is held)."""
@@ -85,13 +89,13 @@ class Offsets:
         """Keep `offset` (and everything after it) uncommitted until `release`."""
         held = self._held.setdefault(tp, {})
         held[offset] = held.get(offset, 0) + 1
-        return tp, offset
+        return tp, offset, self._epoch.get(tp, 0)
 
     def release(self, hold: Hold) -> None:
-        """Undo one `hold` (unknown holds — of a partition since revoked — are ignored)."""
-        tp, offset = hold
+        """Undo one `hold` (stale holds — of a partition revoked since — are ignored)."""
+        tp, offset, epoch = hold
         held = self._held.get(tp)
-        if held is None or offset not in held:
+        if held is None or offset not in held or epoch != self._epoch.get(tp, 0):
             return
         if held[offset] <= 1:
             del held[offset]
@@ -119,6 +123,7 @@ class Offsets:
         for tp in partitions:
             self._next.pop(tp, None)
             self._held.pop(tp, None)
+            self._epoch[tp] = self._epoch.get(tp, 0) + 1
 
 
 @dataclass

@@ -51,7 +51,7 @@ class Pending:
     #: Holds on input records — (partition, offset), agents/consumer.py — kept uncommitted
     #: until this content is decided and its outputs are delivered, so a crash before that
     #: redelivers them instead of losing the window.
-    held: list[tuple[Any, int]] = field(default_factory=list)
+    held: list[tuple[Any, int, int]] = field(default_factory=list)
     #: A retroactive re-decision of decided content: decided at once, never superseded.
     redecide: bool = False
     #: Parsed once per content (the hot path asks for them several times).
@@ -217,7 +217,7 @@ class Decider:
         new owner rereads those inputs from the last commit and opens the windows again, so
         keeping them here would decide the same content twice). Returns how many."""
         gone = [key for key, entry in self.pending.items()
-                if any(tp in partitions for tp, _ in entry.held)]
+                if any(hold[0] in partitions for hold in entry.held)]
         for key in gone:
             del self.pending[key]
         return len(gone)

@@ -25,7 +25,7 @@ def test_a_held_record_keeps_the_commit_at_its_offset_until_released() -> None:
     assert offsets.committable() == {P0: 4}
     offsets.release(first)
     assert offsets.committable() == {P0: 7}
-    offsets.release((P0, 7))
+    offsets.release((P0, 7, 0))
     assert offsets.committable() == {P0: 10}
 
 
@@ -56,3 +56,13 @@ def test_a_revoked_partition_is_forgotten_and_its_late_releases_ignored() -> Non
     offsets.release(token)  # the handler released after the rebalance: no error, no effect
     assert offsets.committable() == {P1: 4}
     assert offsets.held(P0) == 0
+
+
+def test_a_hold_from_before_a_revoke_cannot_release_a_new_hold_on_the_same_offset() -> None:
+    offsets = Offsets()
+    stale = offsets.hold(P0, 5)
+    offsets.forget([P0])  # revoked, then assigned back: the record is read and held again
+    offsets.hold(P0, 5)
+    offsets.delivered(P0, 8)
+    offsets.release(stale)  # the old window's late release
+    assert offsets.committable() == {P0: 5}
