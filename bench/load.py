@@ -662,7 +662,8 @@ async def count_topic(bootstrap: str, topic: str, partitions: int) -> Counter[st
 
 async def main_async(args: argparse.Namespace) -> None:
     load_start = load_average()
-    print(f"load average at start: {load_start} (2 cores); mode: {args.mode}", flush=True)
+    print(f"load average at start: {load_start} (2 cores); mode: {args.mode}"
+          f"{'; ' + ' '.join(args.vigil_env) if args.vigil_env else ''}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-load-"))
     broker = load_embedded_broker()().start()
     bootstrap = broker.bootstrap
@@ -686,6 +687,7 @@ async def main_async(args: argparse.Namespace) -> None:
         await ensure_topics(bootstrap, prefix=prefix, partitions=args.partitions, replication=1)
         env = worker_env(bootstrap, prefix, workdir)
         env["VIGIL_TOPIC_PARTITIONS"] = str(args.partitions)
+        env.update(item.split("=", 1) for item in args.vigil_env)  # e.g. a setting under test
         if args.mode == "split":  # every role: the shipped policy, as `vigil run` has
             env["VIGIL_POLICY"] = str(Path(agents.policy.__file__).parent / "default.toml")
         spawned = time.monotonic()
@@ -931,6 +933,8 @@ def main() -> None:
                              "sustainable in a short step (a short step misses slow queue growth)")
     parser.add_argument("--no-probe", action="store_true",
                         help="with a fixed --rate, skip the capacity probe")
+    parser.add_argument("--vigil-env", action="append", default=[], metavar="VIGIL_X=VALUE",
+                        help="a setting for the Vigil processes (repeatable)")
     parser.add_argument("--probe-size", type=int, default=0,
                         help="events in the capacity burst (0: sized to drain posts in ≈ 4 s)")
     parser.add_argument("--drain-seconds", type=float, default=30.0,
