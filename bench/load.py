@@ -12,8 +12,10 @@ One run, one embedded Tansu broker (started here; every measurement below uses i
    shipped default policy (decide waits for `text_abuse` on posts and `nsfw_image` on images).
    `--mode no-classify`: one `vigil worker --agents intake,hashing,decide` under the default policy
    without classifier requirements (`tests.integration.helpers.start_vigil` writes it:
-   `image = ["sha256", "md5", "pdq"]`, `post = []`). Everything else is Vigil's defaults (6
-   partitions, 5 s decide deadline, signing on).
+   `image = ["sha256", "md5", "pdq"]`, `post = []`). `--mode split`: the roles of `vigil run`
+   in three `vigil worker` processes (`LAYOUTS`), shipped policy; CPU and RSS are their sums.
+   Everything else is Vigil's defaults (6 partitions, 5 s decide deadline, signing on);
+   `--vigil-env` sets a setting under test.
 3. **Traffic** — produced from this process with aiokafka straight to the input topics (the
    forum's side of the contract): ≈ 90 % `forum.post.created` (random 12–60-word bodies from a
    small vocabulary, 20 000 authors, 20 000 threads, 10 boards), ≈ 8 % `forum.image.uploaded`
@@ -21,7 +23,8 @@ One run, one embedded Tansu broker (started here; every measurement below uses i
    base64, ≈ 1.4 KB), ≈ 2 % `forum.report.created` against a recent post (reports get no
    verdict; burst reads them). Steady rate: every 5 ms the events due so far are sent.
 4. **Capacity probe** — a burst of mixed events produced as fast as possible (sized from a
-   500-event first burst to drain in ≈ 4 s, inside decide's 5 s deadline); the posts' verdicts/s
+   500-event first burst so that its posts drain in ≈ 4 s, inside decide's 5 s deadline, or
+   `--probe-size`); the posts' verdicts/s
    over the drain (first fetch excluded, as `bench.passthrough` does; deadline holds excluded)
    is the pipeline's post throughput: the figure comparable to the baseline, which also drains a
    backlog. Between phases the pipeline is *settled*: canary posts and images until they all get
@@ -47,7 +50,9 @@ One run, one embedded Tansu broker (started here; every measurement below uses i
    (least squares, MB/min) over the sustained phase. Tansu keeps every record in memory (it
    ignores retention), so the broker grows by design ≈ with the bytes written; Vigil's own
    bounded windows (recent hashes for retroactive matching, burst windows, decide's open
-   decisions) grow until their caps, which a 2-minute run does not reach. Vigil's and the
+   decisions) grow until their caps, which a 2-minute run does not reach; a sustained phase of
+   ≥ 10 minutes also prints the RSS and its slope per 5-minute window, the last ones last (the
+   leak check: flat = no growth in the last windows). Vigil's and the
    broker's CPU share per sample are printed too: Tansu's memory storage costs more CPU per
    fetch the more records a partition holds (measured: constant 300 records/s, one consumer,
    broker CPU 11 % → 52 % of a core in 55 s), so on the embedded broker every rate eventually
