@@ -151,7 +151,10 @@ def lower_priority(nice: int) -> None:
     schedules threads, so this leaves the event loop and the other pools as they are)."""
     if nice:
         with contextlib.suppress(OSError, AttributeError):  # not Linux: a plain thread
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+            tid = threading.get_native_id()
+            # Relative: a worker started under `nice` keeps its images below its own loop.
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid)
+                                                     + nice))
 
 
 def _decoded(spec: TopicSpec, value: bytes | None) -> CloudEvent[Any] | None:
