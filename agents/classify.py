@@ -253,11 +253,10 @@ def register(ctx: AgentContext) -> None:
             # Undecodable records are intake's to dead-letter; here they are skipped.
             valid = [event for record in batch.records
                      if (event := _decoded(spec, record.value)) is not None]
-            size = sub_batch
             # Each sub-batch delivers its own signals as soon as it is classified (an image
             # poll can take seconds in all); the loop commits the poll once all are delivered.
-            await asyncio.gather(*(bounded(valid[i:i + size])
-                                   for i in range(0, len(valid), size)))
+            await asyncio.gather(*(bounded(valid[i:i + sub_batch])
+                                   for i in range(0, len(valid), sub_batch)))
 
         ctx.consume(f"{NAME}.{name}", (spec,), classify_records)
 
