@@ -12,8 +12,10 @@ One run, one embedded Tansu broker (started here; every measurement below uses i
    shipped default policy (decide waits for `text_abuse` on posts and `nsfw_image` on images).
    `--mode no-classify`: one `vigil worker --agents intake,hashing,decide` under the default policy
    without classifier requirements (`tests.integration.helpers.start_vigil` writes it:
-   `image = ["sha256", "md5", "pdq"]`, `post = []`). Everything else is Vigil's defaults (6
-   partitions, 5 s decide deadline, signing on).
+   `image = ["sha256", "md5", "pdq"]`, `post = []`). `--mode split`: the roles of `vigil run`
+   in three `vigil worker` processes (`LAYOUTS`), shipped policy; CPU and RSS are their sums.
+   Everything else is Vigil's defaults (6 partitions, 5 s decide deadline, signing on);
+   `--vigil-env` sets a setting under test.
 3. **Traffic** — produced from this process with aiokafka straight to the input topics (the
    forum's side of the contract): ≈ 90 % `forum.post.created` (random 12–60-word bodies from a
    small vocabulary, 20 000 authors, 20 000 threads, 10 boards), ≈ 8 % `forum.image.uploaded`
@@ -21,7 +23,8 @@ One run, one embedded Tansu broker (started here; every measurement below uses i
    base64, ≈ 1.4 KB), ≈ 2 % `forum.report.created` against a recent post (reports get no
    verdict; burst reads them). Steady rate: every 5 ms the events due so far are sent.
 4. **Capacity probe** — a burst of mixed events produced as fast as possible (sized from a
-   500-event first burst to drain in ≈ 4 s, inside decide's 5 s deadline); the posts' verdicts/s
+   500-event first burst so that its posts drain in ≈ 4 s, inside decide's 5 s deadline, or
+   `--probe-size`); the posts' verdicts/s
    over the drain (first fetch excluded, as `bench.passthrough` does; deadline holds excluded)
    is the pipeline's post throughput: the figure comparable to the baseline, which also drains a
    backlog. Between phases the pipeline is *settled*: canary posts and images until they all get
@@ -47,7 +50,9 @@ One run, one embedded Tansu broker (started here; every measurement below uses i
    (least squares, MB/min) over the sustained phase. Tansu keeps every record in memory (it
    ignores retention), so the broker grows by design ≈ with the bytes written; Vigil's own
    bounded windows (recent hashes for retroactive matching, burst windows, decide's open
-   decisions) grow until their caps, which a 2-minute run does not reach. Vigil's and the
+   decisions) grow until their caps, which a 2-minute run does not reach; a sustained phase of
+   ≥ 10 minutes also prints the RSS and its slope per 5-minute window, the last ones last (the
+   leak check: flat = no growth in the last windows). Vigil's and the
    broker's CPU share per sample are printed too: Tansu's memory storage costs more CPU per
    fetch the more records a partition holds (measured: constant 300 records/s, one consumer,
    broker CPU 11 % → 52 % of a core in 55 s), so on the embedded broker every rate eventually
@@ -86,11 +91,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from PIL import Image, ImageDraw
 
+import agents.policy
+
 from bench.decide import cpu_seconds, load_average, pct, round_trip, worker_env
 from bench.passthrough import CASES_BY_NAME, load_embedded_broker, run_case
 from streams.topics import ALERTS, DEADLETTER, IMAGES, POSTS, REPORTS, VERDICTS
 from tests.integration.helpers import Worker, cloud_event, start_vigil, wait_ready
-from vigil.broker import ensure_topics
+from vigil.broker import ensure_topics, free_port
 
 MIB = 1024 * 1024
 MIX = (("post", 0.90), ("image", 0.08), ("report", 0.02))
@@ -364,6 +371,24 @@ def slope_mb_per_min(samples: list[Sample], attr: str) -> float | None:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else None
 
 
+def windows(samples: list[Sample], minutes: float = 5.0) -> list[list[Sample]]:
+    """`samples` cut into consecutive `minutes`-long windows, the last one ending with the last
+    sample (so "the last 10 minutes" are the last two windows); a short first window is left
+    out."""
+    if not samples:
+        return []
+    out: list[list[Sample]] = []
+    end = samples[-1].t
+    while True:
+        start = end - minutes * 60
+        window = [s for s in samples if start < s.t <= end]
+        if not window or window[0].t - start > minutes * 60 * 0.2:
+            break  # no earlier full window
+        out.insert(0, window)
+        end = start
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Phases
 
@@ -375,12 +400,42 @@ class State:
     t0: float = field(default_factory=time.monotonic)
 
 
-async def sample_rss(state: State, vigil_pid: int, broker: Any, interval: float) -> None:
-    last = (time.monotonic(), cpu_seconds(vigil_pid), cpu_seconds(broker.pid))
+@dataclass
+class Fleet:
+    """The Vigil processes of a run (one, or one per group of roles with `--mode split`):
+    CPU and RSS are their sums."""
+
+    workers: list[Worker]
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(w.proc.pid) for w in self.workers)
+
+    def rss_mb(self) -> float:
+        return sum(rss_mb(w.proc.pid) for w in self.workers)
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
+
+
+# `vigil` arguments of each process per mode. `split` runs every role of `vigil run` (the
+# console's feed and the web UI aside) in three processes, so the post path's event loop
+# (intake, decide) does not share a GIL with classify's or burst's: same roles, same policy.
+LAYOUTS: dict[str, list[list[str]]] = {
+    "run": [["run"]],
+    "no-classify": [["worker", "--agents", "intake,hashing,decide"]],
+    "split": [["worker", "--agents", "intake,decide,notify,forum_webhook"],
+              ["worker", "--agents", "classify"],
+              ["worker", "--agents", "hashing,burst"]],
+}
+
+
+async def sample_rss(state: State, fleet: Fleet, broker: Any, interval: float) -> None:
+    last = (time.monotonic(), fleet.cpu(), cpu_seconds(broker.pid))
     while True:
-        now = (time.monotonic(), cpu_seconds(vigil_pid), cpu_seconds(broker.pid))
+        now = (time.monotonic(), fleet.cpu(), cpu_seconds(broker.pid))
         dt = (now[0] - last[0]) or 1.0
-        state.samples.append(Sample(now[0] - state.t0, state.phase, rss_mb(vigil_pid),
+        state.samples.append(Sample(now[0] - state.t0, state.phase, fleet.rss_mb(),
                                     broker.rss_bytes() / MIB, os.getloadavg()[0],
                                     (now[1] - last[1]) / dt, (now[2] - last[2]) / dt))
         last = now
@@ -475,14 +530,16 @@ async def probe(traffic: Traffic, collector: Collector, state: State, deadline_s
                 size: int | None = None, phase: str = "probe") -> Probe:
     """A burst produced as fast as possible; the drain rates of its verdicts.
 
-    Sized (from a 500-event first burst) to drain in ≈ 4 s, within decide's deadline: verdicts
-    given at the deadline (holds) measure decide's timer, not the detectors, so they are left
-    out of the rates and counted.
+    Sized (from a 500-event first burst) so that its *posts* drain in ≈ 4 s, within decide's
+    deadline: verdicts given at the deadline (holds) measure decide's timer, not the detectors,
+    so they are left out of the rates and counted. Sized by posts, not by all inputs: with every
+    role, images drain ≈ 100× slower than posts (open_nsfw), and a burst sized by them holds
+    too few posts (a few hundred, < 1 s of drain) to measure the post path.
     """
     if size is None:
         first = await probe(traffic, collector, state, deadline_s, 500, "probe-small")
         await settle(traffic, collector, state, deadline_s)
-        guess = first.input_rate or 500.0
+        guess = (first.post_rate or 450.0) / dict(MIX)["post"]
         size = int(min(max(guess * 4, 500), 40_000))
     state.phase = phase
     await traffic.burst(phase, size)
@@ -610,11 +667,12 @@ async def count_topic(bootstrap: str, topic: str, partitions: int) -> Counter[st
 
 async def main_async(args: argparse.Namespace) -> None:
     load_start = load_average()
-    print(f"load average at start: {load_start} (2 cores); mode: {args.mode}", flush=True)
+    print(f"load average at start: {load_start} (2 cores); mode: {args.mode}"
+          f"{'; ' + ' '.join(args.vigil_env) if args.vigil_env else ''}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-load-"))
     broker = load_embedded_broker()().start()
     bootstrap = broker.bootstrap
-    worker: Worker | None = None
+    fleet: Fleet | None = None
     tasks: list[asyncio.Task[None]] = []
     try:
         # 1. References, on the idle broker.
@@ -634,11 +692,19 @@ async def main_async(args: argparse.Namespace) -> None:
         await ensure_topics(bootstrap, prefix=prefix, partitions=args.partitions, replication=1)
         env = worker_env(bootstrap, prefix, workdir)
         env["VIGIL_TOPIC_PARTITIONS"] = str(args.partitions)
-        vigil_args = (["run"] if args.mode == "run"
-                      else ["worker", "--agents", "intake,hashing,decide"])
+        env.update(item.split("=", 1) for item in args.vigil_env)  # e.g. a setting under test
+        if args.mode == "split":  # every role: the shipped policy, as `vigil run` has
+            env["VIGIL_POLICY"] = str(Path(agents.policy.__file__).parent / "default.toml")
         spawned = time.monotonic()
-        worker = start_vigil(vigil_args, env, workdir / prefix)
-        await asyncio.to_thread(wait_ready, worker, 120.0)
+        fleet = Fleet([])
+        for n, vigil_args in enumerate(LAYOUTS[args.mode]):
+            data_dir = workdir / prefix / str(n)
+            fleet.workers.append(start_vigil(vigil_args, {
+                **env, "VIGIL_DATA_DIR": str(data_dir), "VIGIL_APP_ID": f"vigil{n}",
+                "VIGIL_WEB_PORT": str(free_port()) if n else env["VIGIL_WEB_PORT"],
+            }, data_dir))
+        for worker in fleet.workers:
+            await asyncio.to_thread(wait_ready, worker, 120.0)
         ready_s = time.monotonic() - spawned
         deadline_s = int(env.get("VIGIL_DECIDE_DEADLINE_MS", "5000")) / 1000
 
@@ -657,7 +723,7 @@ async def main_async(args: argparse.Namespace) -> None:
         collector = Collector(consumer, traffic, verdicts)
         tasks.append(asyncio.create_task(collector.run()))
         tasks.append(asyncio.create_task(
-            sample_rss(state, worker.proc.pid, broker, args.rss_interval)))
+            sample_rss(state, fleet, broker, args.rss_interval)))
         rtt_load: list[tuple[float, float]] = []
         tasks.append(asyncio.create_task(rtt_sampler(bootstrap, rtt_load)))
         state.phase = "warm"
@@ -669,7 +735,7 @@ async def main_async(args: argparse.Namespace) -> None:
         # 3. Capacity probe and rate.
         cap: Probe | None = None
         if not args.no_probe or args.rate == "auto":
-            cap = await probe(traffic, collector, state, deadline_s)
+            cap = await probe(traffic, collector, state, deadline_s, args.probe_size or None)
             print(f"capacity probe: {cap.events} events burst, posts {cap.post_rate or 0:,.0f} "
                   f"verdicts/s, inputs {cap.input_rate or 0:,.0f}/s, {cap.deadline_holds} "
                   f"deadline holds, {cap.missing} missing", flush=True)
@@ -688,12 +754,12 @@ async def main_async(args: argparse.Namespace) -> None:
         await settle(traffic, collector, state, deadline_s)
         state.phase = "sustained"
         assert broker.pid is not None
-        cpu0, bcpu0, own0 = (cpu_seconds(worker.proc.pid), cpu_seconds(broker.pid),
+        cpu0, bcpu0, own0 = (fleet.cpu(), cpu_seconds(broker.pid),
                              time.process_time())
         t_start = time.monotonic()
         produced = await traffic.steady("sustained", rate, args.seconds)
         produce_s = time.monotonic() - t_start
-        cpu_sustained = cpu_seconds(worker.proc.pid) - cpu0
+        cpu_sustained = fleet.cpu() - cpu0
         broker_cpu = cpu_seconds(broker.pid) - bcpu0
         own_cpu = time.process_time() - own0
         state.phase = "drain"
@@ -710,21 +776,25 @@ async def main_async(args: argparse.Namespace) -> None:
         await consumer.stop()
         await producer.stop()
         alerts = await count_topic(bootstrap, ALERTS.full_name(prefix), args.partitions)
-        vigil_cpu_total = cpu_seconds(worker.proc.pid)
+        vigil_cpu_total = fleet.cpu()
     finally:
         for task in tasks:
             task.cancel()
-        if worker is not None:
-            await asyncio.to_thread(worker.stop)
+        if fleet is not None:
+            await asyncio.to_thread(fleet.stop)
         broker_final = broker.rss_bytes() / MIB
         rtt_after: list[float] = []
-        if worker is not None and broker_final:
+        if fleet is not None and broker_final:
             with contextlib.suppress(Exception):
                 rtt_after = await round_trip(bootstrap, samples=100)
         broker.stop()
 
     # ----------------------------------------------------------------------------- report
-    log_counts, log_lines = scan_log(worker.log_path)
+    log_counts, log_lines = Counter[str](), []
+    for worker in fleet.workers:
+        counts, lines = scan_log(worker.log_path)
+        log_counts.update(counts)
+        log_lines += lines
     sent = traffic.sent
     s_posts = traffic.ids("sustained", "post")
     s_images = traffic.ids("sustained", "image")
@@ -741,8 +811,11 @@ async def main_async(args: argparse.Namespace) -> None:
         c["deadline holds"] += cid in collector.deadline_holds
     mix = Counter((sent[c].kind, v) for c, v in collector.verdict_of.items())
     rtt50, rtt99 = pct(rtt, 50), pct(rtt, 99)
-    what = ("`vigil run` (all roles, shipped policy)" if args.mode == "run"
-            else "`vigil worker --agents intake,hashing,decide` (policy without classify)")
+    what = {"run": "`vigil run` (all roles, shipped policy)",
+            "no-classify": "`vigil worker --agents intake,hashing,decide` (policy without "
+                           "classify)",
+            "split": "every role in 3 processes: " + "; ".join(
+                " ".join(a) for a in LAYOUTS["split"]) + " (shipped policy)"}[args.mode]
 
     print()
     print(f"== bench.load: {what}, embedded Tansu, {args.partitions} partitions ==")
@@ -831,7 +904,15 @@ async def main_async(args: argparse.Namespace) -> None:
           f"{fmt(b_slope)} MB/min (inputs written ≈ {mb_min:.1f} MB/min; Tansu keeps every "
           f"record in memory); broker at the end {broker_final:.0f} MB; vigil CPU total "
           f"{vigil_cpu_total:.0f} s")
-    print(f"vigil log ({worker.log_path}): {dict(log_counts) or 'no warnings or errors'}")
+    if produce_s >= 600:  # a leak check: the growth per 5 minutes, last ones last
+        print("  per 5 min of the sustained phase (MB at the end, least-squares slope per 5 min):")
+        for window in windows(sus):
+            v5, b5 = (slope_mb_per_min(window, "vigil_mb"), slope_mb_per_min(window, "broker_mb"))
+            print(f"    {window[0].t:5.0f}-{window[-1].t:5.0f} s  vigil {window[-1].vigil_mb:6.0f} "
+                  f"({fmt(None if v5 is None else v5 * 5)})  broker {window[-1].broker_mb:6.0f} "
+                  f"({fmt(None if b5 is None else b5 * 5)})")
+    print(f"vigil logs ({', '.join(str(w.log_path) for w in fleet.workers)}): "
+          f"{dict(log_counts) or 'no warnings or errors'}")
     for line in log_lines:
         print(f"  {line}")
     if args.keep:
@@ -843,9 +924,10 @@ async def main_async(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.load",
                                      description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--mode", choices=["run", "no-classify"], default="run",
-                        help="`vigil run` (all roles) or `vigil worker --agents "
-                             "intake,hashing,decide` with a policy without classify")
+    parser.add_argument("--mode", choices=list(LAYOUTS), default="run",
+                        help="`vigil run` (all roles), `vigil worker --agents "
+                             "intake,hashing,decide` with a policy without classify, or every "
+                             "role in three worker processes (LAYOUTS)")
     parser.add_argument("--seconds", type=float, default=120.0, help="sustained phase length")
     parser.add_argument("--rate", default="auto",
                         help="events/s of the sustained phase, or `auto` (probe, then steps)")
@@ -856,6 +938,10 @@ def main() -> None:
                              "sustainable in a short step (a short step misses slow queue growth)")
     parser.add_argument("--no-probe", action="store_true",
                         help="with a fixed --rate, skip the capacity probe")
+    parser.add_argument("--vigil-env", action="append", default=[], metavar="VIGIL_X=VALUE",
+                        help="a setting for the Vigil processes (repeatable)")
+    parser.add_argument("--probe-size", type=int, default=0,
+                        help="events in the capacity burst (0: sized to drain posts in ≈ 4 s)")
     parser.add_argument("--drain-seconds", type=float, default=30.0,
                         help="after the sustained phase, wait this long for late verdicts")
     parser.add_argument("--rss-interval", type=float, default=5.0)

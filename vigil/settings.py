@@ -208,10 +208,14 @@ class Settings(BaseSettings):
         default=0, ge=0, description="Inference threads of the classify role; 0 = one per CPU"
     )
     classify_batch_size: int = Field(
-        default=32, ge=1, description="Events per classify batch (split across the threads)"
+        default=32, ge=1,
+        description="Images per classify batch (split across the threads; posts go a whole "
+        "poll at a time)",
     )
     classify_batch_within: float = Field(
-        default=0.02, gt=0, description="Max seconds to fill a classify batch"
+        default=0.02, gt=0,
+        description="Ignored since classify consumes through the plain loop (a batch is what "
+        "one poll fetched); kept so existing configurations stay valid",
     )
     classify_inflight: int = Field(
         default=2, ge=1,

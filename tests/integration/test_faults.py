@@ -221,3 +221,39 @@ async def test_open_decision_windows_survive_a_sigkill(
     finally:
         for worker in workers:
             worker.stop()
+
+
+async def test_sigkill_of_classify_mid_stream_then_restart_loses_nothing(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """classify consumes through the plain loop (agents/consumer.py): a kill -9 between its
+    polls and its commits must redeliver, so every input still gets its classifier signal."""
+    prefix = unique_prefix()
+    policy = tmp_path / "waits-for-classify.toml"
+    policy.write_text(policy_text(image=["nsfw_image"], post=["text_abuse"]))
+    env = vigil_env(broker.url, prefix, tmp_path, VIGIL_TOPIC_PARTITIONS="4",
+                    VIGIL_POLICY=str(policy), VIGIL_DECIDE_DEADLINE_MS="600000")
+    await ensure_topics(broker.bootstrap, prefix=prefix, partitions=4)
+    records = inputs("classify-kill", posts=4_000, images=100)
+    roles = "intake,classify,decide"
+    first = start_vigil(["worker", "--agents", roles], env, tmp_path / "w1")
+    workers = [first]
+    try:
+        await asyncio.to_thread(wait_ready, first)
+        async with VerdictWatch(broker.bootstrap, prefix + VERDICTS.name) as watch:
+            await produce_all(broker.bootstrap, prefix, records)
+            await watch.until(lambda: len(watch.decisions) >= 500, 120, "first verdicts",
+                              workers)
+            first.proc.send_signal(signal.SIGKILL)
+            first.proc.wait(10)
+            assert len(watch.decisions) < len(records), "killed too late to test anything"
+            second = start_vigil(["worker", "--agents", roles], env, tmp_path / "w2")
+            workers.append(second)
+            await asyncio.to_thread(wait_ready, second)
+            # No deadline can decide for a missing signal (10 min): only redelivery can.
+            await watch.until(lambda: len(watch.decisions) >= len(records), 240,
+                              "every verdict", workers)
+            assert_every_input_decided_once(watch, [r[3] for r in records])
+    finally:
+        for worker in workers:
+            worker.stop()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agents.classify import PolicyThreshold, policy_threshold, reason_class, split
+from agents.classify import (
+    IMAGE_NICE,
+    PolicyThreshold,
+    lower_priority,
+    policy_threshold,
+    reason_class,
+    split,
+)
 from agents.detectors.nsfw_image import NsfwImageDetector
 from agents.detectors.text_abuse import TextAbuseDetector, non_english
 from agents.detectors.text_rules import RulesError, RulesStore, parse_rules
@@ -180,6 +189,19 @@ def test_non_english_ascii_fast_path_agrees_with_the_letter_count() -> None:
         letters = [c for c in text if c.isalpha()]
         expected = bool(letters) and sum(c.isascii() for c in letters) * 2 < len(letters)
         assert non_english(text) is expected
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread nice is Linux's")
+def test_image_pool_threads_run_nicer_than_the_event_loop_thread() -> None:
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    base = nice()
+    with ThreadPoolExecutor(1, initializer=lower_priority, initargs=(IMAGE_NICE,)) as pool:
+        assert pool.submit(nice).result() == min(base + IMAGE_NICE, 19)
+    with ThreadPoolExecutor(1, initializer=lower_priority, initargs=(0,)) as pool:
+        assert pool.submit(nice).result() == base
+    assert nice() == base  # the calling thread keeps its priority
 
 
 def test_split_keeps_order_and_never_makes_empty_chunks() -> None:
