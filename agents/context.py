@@ -59,6 +59,8 @@ class AgentContext:
     metrics: Metrics
     signer: Signer | None  # only roles in `agents.SIGNING_ROLES` get one
     checkpoint_key: bytes | None = None  # only roles in `agents.CHECKPOINT_ROLES` get one
+    #: The plain consume loops registered by `consume` (readiness asks each if it joined).
+    loops: list[ConsumeLoop] = field(default_factory=list)
     _topics: dict[str, faust.TopicT] = field(default_factory=dict)
     _names: dict[str, str] = field(default_factory=dict)  # spec name → full name
     _sent_children: dict[str, Any] = field(default_factory=dict)  # topic → metric child
@@ -130,6 +132,7 @@ class AgentContext:
 
         run.__name__ = run.__qualname__ = f"consume_{name.replace('.', '_')}"
         self.app.task(run)
+        self.loops.append(loop)
         return loop
 
     def outbox(self) -> Outbox:

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+from faust.exceptions import ConsumerNotStarted
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -146,14 +147,26 @@ class WebService(Service):
     def readiness(self) -> dict[str, bool]:
         """Each readiness check by name."""
         app = self.ctx.app
-        consumer = app.consumer if app.started else None
-        assigned = bool(consumer and consumer.assignment())
         return {
             "app_started": bool(app.started),
             "broker_connected": bool(app.started and app.producer.started),
             "not_rebalancing": not app.rebalancing,
-            "partitions_assigned": assigned,
+            "partitions_assigned": self._joined(),
         }
+
+    def _joined(self) -> bool:
+        """Every consumer of this worker has its share: faust's (when a faust agent runs
+        here) has partitions, and every plain consume loop joined its group."""
+        app = self.ctx.app
+        if not app.started:
+            return False
+        if len(app.agents):
+            try:
+                if not app.consumer.assignment():
+                    return False
+            except ConsumerNotStarted:
+                return False
+        return all(loop.assigned.is_set() for loop in self.ctx.loops)
 
     async def readyz(self, request: web.Request) -> web.Response:
         checks = self.readiness()

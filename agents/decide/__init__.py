@@ -162,7 +162,7 @@ def register(ctx: AgentContext) -> None:
                     if decision is not None:
                         emit(out, entry, decision, wall)
                         decided.append(entry)
-                    elif not any(tp.partition == record.partition for tp, _ in entry.held):
+                    elif not any(hold[0].partition == record.partition for hold in entry.held):
                         # Still open after this batch: its first record here stays
                         # uncommitted until it is decided. One hold per window and partition
                         # is enough (the commit stops at the lowest), and a window decided

@@ -219,3 +219,15 @@ async def test_hostile_inputs_are_dead_lettered_and_the_worker_survives(
     assert worker.proc.poll() is None
     status, _ = http("POST", worker.url("/v1/events"), b"[" + b" " * (10 * 1024 * 1024) + b"]")
     assert status == 413  # a 10 MB body never reaches the broker
+
+
+def test_a_worker_running_only_consume_loops_becomes_ready(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """An intake-only worker runs no faust agent (intake is a plain consume loop): /readyz
+    must still turn 200 once the loop joined its group, or a k8s intake Deployment never
+    receives traffic."""
+    env = vigil_env(broker.url, unique_prefix(), tmp_path)
+    with running(["worker", "--agents", "intake"], env, tmp_path / "intake") as worker:
+        status, body = http("GET", worker.url("/readyz"))
+        assert status == 200 and json.loads(body)["checks"]["partitions_assigned"] is True
