@@ -126,25 +126,24 @@ def assert_every_input_decided_once(watch: VerdictWatch, ids: list[str]) -> None
     assert doubled == {}, f"contents with several decision ids: {list(doubled.items())[:5]}"
 
 
-async def test_sigkill_mid_stream_then_restart_loses_nothing(
-    broker: EmbeddedBroker, tmp_path: Path
-) -> None:
-    prefix = unique_prefix()
-    env = vigil_env(broker.url, prefix, tmp_path, VIGIL_TOPIC_PARTITIONS="4")
-    await ensure_topics(broker.bootstrap, prefix=prefix, partitions=4)
-    records = inputs("kill", posts=9_500, images=500)
-    first = start_vigil(["worker", "--agents", ROLES], env, tmp_path / "w1")
+async def kill_mid_stream_then_restart(broker: EmbeddedBroker, tmp_path: Path,
+                                       env: dict[str, str], roles: str,
+                                       records: list[Any], kill_after: int) -> None:
+    """Run `roles`, kill -9 the worker once `kill_after` contents are decided, start another:
+    every input gets exactly one decision."""
+    first = start_vigil(["worker", "--agents", roles], env, tmp_path / "w1")
     workers = [first]
     try:
         await asyncio.to_thread(wait_ready, first)
-        async with VerdictWatch(broker.bootstrap, prefix + VERDICTS.name) as watch:
-            await produce_all(broker.bootstrap, prefix, records)
-            await watch.until(lambda: len(watch.decisions) >= 1_500, 120, "first verdicts",
-                              workers)
+        async with VerdictWatch(broker.bootstrap, env["VIGIL_TOPIC_PREFIX"] + VERDICTS.name
+                                ) as watch:
+            await produce_all(broker.bootstrap, env["VIGIL_TOPIC_PREFIX"], records)
+            await watch.until(lambda: len(watch.decisions) >= kill_after, 120,
+                              "first verdicts", workers)
             first.proc.send_signal(signal.SIGKILL)
             first.proc.wait(10)
             assert len(watch.decisions) < len(records), "killed too late to test anything"
-            second = start_vigil(["worker", "--agents", ROLES], env, tmp_path / "w2")
+            second = start_vigil(["worker", "--agents", roles], env, tmp_path / "w2")
             workers.append(second)
             await asyncio.to_thread(wait_ready, second)
             await watch.until(lambda: len(watch.decisions) >= len(records), 240,
@@ -153,6 +152,16 @@ async def test_sigkill_mid_stream_then_restart_loses_nothing(
     finally:
         for worker in workers:
             worker.stop()
+
+
+async def test_sigkill_mid_stream_then_restart_loses_nothing(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    prefix = unique_prefix()
+    env = vigil_env(broker.url, prefix, tmp_path, VIGIL_TOPIC_PARTITIONS="4")
+    await ensure_topics(broker.bootstrap, prefix=prefix, partitions=4)
+    await kill_mid_stream_then_restart(broker, tmp_path, env, ROLES,
+                                       inputs("kill", posts=9_500, images=500), 1_500)
 
 
 async def test_workers_joining_and_leaving_mid_stream_lose_nothing(
@@ -234,26 +243,6 @@ async def test_sigkill_of_classify_mid_stream_then_restart_loses_nothing(
     env = vigil_env(broker.url, prefix, tmp_path, VIGIL_TOPIC_PARTITIONS="4",
                     VIGIL_POLICY=str(policy), VIGIL_DECIDE_DEADLINE_MS="600000")
     await ensure_topics(broker.bootstrap, prefix=prefix, partitions=4)
-    records = inputs("classify-kill", posts=4_000, images=100)
-    roles = "intake,classify,decide"
-    first = start_vigil(["worker", "--agents", roles], env, tmp_path / "w1")
-    workers = [first]
-    try:
-        await asyncio.to_thread(wait_ready, first)
-        async with VerdictWatch(broker.bootstrap, prefix + VERDICTS.name) as watch:
-            await produce_all(broker.bootstrap, prefix, records)
-            await watch.until(lambda: len(watch.decisions) >= 500, 120, "first verdicts",
-                              workers)
-            first.proc.send_signal(signal.SIGKILL)
-            first.proc.wait(10)
-            assert len(watch.decisions) < len(records), "killed too late to test anything"
-            second = start_vigil(["worker", "--agents", roles], env, tmp_path / "w2")
-            workers.append(second)
-            await asyncio.to_thread(wait_ready, second)
-            # No deadline can decide for a missing signal (10 min): only redelivery can.
-            await watch.until(lambda: len(watch.decisions) >= len(records), 240,
-                              "every verdict", workers)
-            assert_every_input_decided_once(watch, [r[3] for r in records])
-    finally:
-        for worker in workers:
-            worker.stop()
+    # No deadline can decide for a missing signal (10 min): only redelivery can.
+    await kill_mid_stream_then_restart(broker, tmp_path, env, "intake,classify,decide",
+                                       inputs("classify-kill", posts=4_000, images=100), 500)
