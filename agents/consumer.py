@@ -37,9 +37,8 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
 
-from streams.topics import TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -241,11 +240,6 @@ class ConsumeLoop:
 
     # -- commits ------------------------------------------------------------------------
 
-    async def commit(self, force: bool = False) -> None:
-        """Commit what is committable now (e.g. after a handler released holds)."""
-        if self._consumer is not None:
-            await self._commit(self._consumer, force=force)
-
     async def _commit(self, consumer: AIOKafkaConsumer, force: bool = False,
                       only: Collection[TopicPartition] | None = None) -> None:
         now = time.monotonic()
@@ -260,7 +254,7 @@ class ConsumeLoop:
             return
         try:
             await consumer.commit(todo)
-        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+        except KafkaError as exc:  # CommitFailedError, IllegalStateError among them
             # A rebalance in progress or the broker away: the next commit carries them.
             log.warning("%s: commit of %d partitions failed (%r)", self.name, len(todo), exc)
             return
@@ -324,8 +318,3 @@ async def _quietly(awaitable: Awaitable[Any]) -> None:
         await awaitable
     except Exception:  # noqa: BLE001 - stopping a consumer whose broker is gone
         log.debug("consumer stop failed", exc_info=True)
-
-
-def topic_names(specs: Sequence[TopicSpec], prefix: str) -> list[str]:
-    """Full topic names of `specs` under `prefix`."""
-    return [spec.full_name(prefix) for spec in specs]
