@@ -750,8 +750,11 @@ async def main_async(args: argparse.Namespace) -> None:
         if not args.no_probe:  # the same, posts only (POSTS_ONLY), on a settled pipeline
             await settle(traffic, collector, state, deadline_s)
             traffic.mix = POSTS_ONLY
-            posts_cap = await probe(traffic, collector, state, deadline_s,
-                                    args.probe_size or None, "probe-posts")
+            # Sized from the mixed probe's post rate (≈ 4 s of posts): a 500-post first burst
+            # drains in one or two batches, and its rate overstates the capacity many times.
+            size = args.probe_size or int(min(max(
+                4 * (cap.post_rate if cap and cap.post_rate else 450.0), 500), 40_000))
+            posts_cap = await probe(traffic, collector, state, deadline_s, size, "probe-posts")
             traffic.mix = MIX
             print(f"posts-only probe: {posts_cap.events} events burst, posts "
                   f"{posts_cap.post_rate or 0:,.0f} verdicts/s, {posts_cap.deadline_holds} "
