@@ -85,6 +85,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -531,10 +532,14 @@ class Probe:
     input_rate: float | None
     deadline_holds: int
     missing: int
+    #: Vigil's CPU seconds per input of the burst (burst start → every verdict in): the
+    #: efficiency figure a shared box disturbs far less than the rates.
+    cpu_per_input: float | None = None
 
 
 async def probe(traffic: Traffic, collector: Collector, state: State, deadline_s: float,
-                size: int | None = None, phase: str = "probe") -> Probe:
+                size: int | None = None, phase: str = "probe",
+                cpu: Callable[[], float] | None = None) -> Probe:
     """A burst produced as fast as possible; the drain rates of its verdicts.
 
     Sized (from a 500-event first burst) so that its *posts* drain in ≈ 4 s, within decide's
@@ -549,9 +554,11 @@ async def probe(traffic: Traffic, collector: Collector, state: State, deadline_s
         guess = (first.post_rate or 450.0) / dict(traffic.mix)["post"]
         size = int(min(max(guess * 4, 500), 40_000))
     state.phase = phase
+    cpu0 = cpu() if cpu else 0.0
     await traffic.burst(phase, size)
     ids = traffic.ids(phase)
     await collector.wait_for(ids, timeout=deadline_s + 60)
+    cpu_per_input = (cpu() - cpu0) / (len(ids) + traffic.reports[phase]) if cpu and ids else None
     holds = collector.deadline_holds
 
     def rate(kind: str | None) -> float | None:
@@ -564,7 +571,7 @@ async def probe(traffic: Traffic, collector: Collector, state: State, deadline_s
     input_rate = all_rate / verdict_share if all_rate else None
     held = sum(1 for c in ids if c in holds)
     missing = sum(1 for c in ids if c not in collector.arrived)
-    return Probe(size, post_rate, input_rate, held, missing)
+    return Probe(size, post_rate, input_rate, held, missing, cpu_per_input)
 
 
 @dataclass
@@ -742,7 +749,8 @@ async def main_async(args: argparse.Namespace) -> None:
         # 3. Capacity probe and rate.
         cap: Probe | None = None
         if not args.no_probe or args.rate == "auto":
-            cap = await probe(traffic, collector, state, deadline_s, args.probe_size or None)
+            cap = await probe(traffic, collector, state, deadline_s, args.probe_size or None,
+                              cpu=fleet.cpu)
             print(f"capacity probe: {cap.events} events burst, posts {cap.post_rate or 0:,.0f} "
                   f"verdicts/s, inputs {cap.input_rate or 0:,.0f}/s, {cap.deadline_holds} "
                   f"deadline holds, {cap.missing} missing", flush=True)
@@ -754,7 +762,8 @@ async def main_async(args: argparse.Namespace) -> None:
             # drains in one or two batches, and its rate overstates the capacity many times.
             size = args.probe_size or int(min(max(
                 4 * (cap.post_rate if cap and cap.post_rate else 450.0), 500), 40_000))
-            posts_cap = await probe(traffic, collector, state, deadline_s, size, "probe-posts")
+            posts_cap = await probe(traffic, collector, state, deadline_s, size, "probe-posts",
+                                    cpu=fleet.cpu)
             traffic.mix = MIX
             print(f"posts-only probe: {posts_cap.events} events burst, posts "
                   f"{posts_cap.post_rate or 0:,.0f} verdicts/s, {posts_cap.deadline_holds} "
@@ -853,6 +862,12 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"capacity (burst of {posts_cap.events} posts and 2 % reports, drained): posts "
               f"{pr:,.0f} verdicts/s = {pr / base:.2f}x baseline, {pr / ceil:.3f}x ceiling; "
               f"{posts_cap.deadline_holds} deadline holds  <- issue 9's posts target (>= 1.0x)")
+    base_cpu = baseline.cpu_per_event
+    for label, p in (("mixed", cap), ("posts-only", posts_cap)):
+        if p is not None and p.cpu_per_input and base_cpu:
+            print(f"  CPU per input, {label} burst: vigil {p.cpu_per_input * 1e6:,.0f} us (every "
+                  f"role) vs baseline {base_cpu * 1e6:,.0f} us per event = "
+                  f"{base_cpu / p.cpu_per_input:.2f}x the baseline's efficiency")
     for st in steps:
         print(f"  auto step: {st.describe()}")
     how = (f"auto: {args.headroom:g} x the {found:,.0f}/s found sustainable for {STEP_S:.0f} s"
