@@ -748,14 +748,14 @@ async def main_async(args: argparse.Namespace) -> None:
 
         # 3. Capacity probe and rate.
         cap: Probe | None = None
-        if not args.no_probe or args.rate == "auto":
+        if (not args.no_probe and args.probes != "posts") or args.rate == "auto":
             cap = await probe(traffic, collector, state, deadline_s, args.probe_size or None,
                               cpu=fleet.cpu)
             print(f"capacity probe: {cap.events} events burst, posts {cap.post_rate or 0:,.0f} "
                   f"verdicts/s, inputs {cap.input_rate or 0:,.0f}/s, {cap.deadline_holds} "
                   f"deadline holds, {cap.missing} missing", flush=True)
         posts_cap: Probe | None = None
-        if not args.no_probe:  # the same, posts only (POSTS_ONLY), on a settled pipeline
+        if not args.no_probe and args.probes != "mixed":  # posts only, on a settled pipeline
             await settle(traffic, collector, state, deadline_s)
             traffic.mix = POSTS_ONLY
             # Sized from the mixed probe's post rate (≈ 4 s of posts): a 500-post first burst
@@ -980,6 +980,9 @@ def main() -> None:
                         help="with a fixed --rate, skip the capacity probe")
     parser.add_argument("--vigil-env", action="append", default=[], metavar="VIGIL_X=VALUE",
                         help="a setting for the Vigil processes (repeatable)")
+    parser.add_argument("--probes", choices=["both", "mixed", "posts"], default="both",
+                        help="which capacity probes run (posts: the post path alone, e.g. for "
+                             "an A/B of it with --probe-size and a long decide deadline)")
     parser.add_argument("--probe-size", type=int, default=0,
                         help="events in the capacity burst (0: sized to drain posts in ≈ 4 s)")
     parser.add_argument("--drain-seconds", type=float, default=30.0,
