@@ -97,7 +97,7 @@ ACCURACY_KEY = "learn_reporter_accuracy"
 PDQ = "pdq"  # the hashing role's detector name for PDQ signals
 _REUSE_READ_S = 10.0
 #: `vigil_burst_state_keys` is a gauge scraped every few seconds; counting it walks every
-#: key of every detector (≈ 4 % of the event loop when done per batch), so at most this often.
+#: key of every detector (≈ 4 % of the event loop when done per batch), so on a timer this often.
 _STATE_GAUGE_S = 5.0
 
 
@@ -435,10 +435,8 @@ def register(ctx: AgentContext) -> None:
                 accuracy.reviewed(review.content_id, review.outcome)
 
     batch_seconds = metrics.agent_batch_seconds.labels(NAME)
-    gauge_due = 0.0
 
     async def detect_bursts(batch: Batch) -> None:
-        nonlocal gauge_due
         with batch_seconds.time():
             by_topic: dict[str, list[Record]] = {}
             for record in batch.records:
@@ -457,12 +455,6 @@ def register(ctx: AgentContext) -> None:
                 await detection.checkpoint(groups)
             if reports_topic in by_topic or reviews_topic in by_topic:  # accuracy changed
                 await shared.save_accuracy()
-            now = time.monotonic()
-            if now >= gauge_due:
-                gauge_due = now + _STATE_GAUGE_S
-                for detection in detections.values():
-                    metrics.burst_state_keys.labels(detection.name).set(detection.state_size())
-                metrics.burst_state_keys.labels(ACCURACY_KEY).set(accuracy.size())
 
     def on_assigned(assigned: set[TopicPartition]) -> None:
         """A revoked partition keeps its group until the assignment that follows the revoke
@@ -473,6 +465,14 @@ def register(ctx: AgentContext) -> None:
 
     ctx.consume(NAME, (REPORTS, POSTS, BY_BOARD, SIGNALS, PDQ_HASHES, REVIEWS), detect_bursts,
                 on_assigned=on_assigned)
+
+    async def count_state() -> None:
+        """`vigil_burst_state_keys`, on a timer rather than per batch: see `_STATE_GAUGE_S`."""
+        for detection in detections.values():
+            metrics.burst_state_keys.labels(detection.name).set(detection.state_size())
+        metrics.burst_state_keys.labels(ACCURACY_KEY).set(accuracy.size())
+
+    ctx.app.timer(_STATE_GAUGE_S, name="vigil.burst.count_state")(count_state)
 
     def text_detectors() -> list[TextBrigadeDetector]:
         return [d for detection in detections.values() for part in detection.partitions.values()
