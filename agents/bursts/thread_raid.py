@@ -14,6 +14,13 @@ sees one an hour at night open a swarm without waiting for the floor, while a bu
 the same three does not (its rate makes them likely). The usual rate never counts below
 `prior_rate`, so a board with no history yet does not make every newcomer look improbable.
 
+Only authors known to be young count as young in both: the age is what tells a raid from a
+lively thread (a thread's baseline starts at zero, so a thread the detector has not seen for long
+is judged against the floor alone), and an account whose age the forum did not send is not
+evidence either way. The time-boxed mitigations decide the other way round (decide holds authors
+of unknown age while a restriction lasts): holding is the cautious side of an action, not
+alerting.
+
 `thread_raid` is keyed by `thread_id`, which is the key of `forum.posts.v1`: partition-local.
 `new_account_swarm` is keyed by board: the agent feeds it from posts re-keyed by board
 (docs/burst.md), so one detector sees all of a board's posts.
@@ -67,7 +74,9 @@ class ThreadRaidDetector:
         season = profile.over(at - c.window_s, at)
         state.last_at = max(state.last_at, at)
         age = account_age(data.author, at)
-        young = not data.author.is_staff and (age is None or age < c.young_age_s)
+        # unknown age is no evidence of youth (as for new_account_swarm): counted as young, a
+        # forum that sends no `created_at` turned every lively thread into a raid (issue 9)
+        young = not data.author.is_staff and age is not None and age < c.young_age_s
         window = state.window = state.window if state.window is not None else deque()
         window.append((at, data.author.id, young, data.post_id))
         if len(window) > c.max_window_posts:
