@@ -4,6 +4,7 @@ state expires."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -200,6 +201,25 @@ def test_authors_of_unknown_age_are_not_young_so_an_anonymous_burst_is_no_raid()
     half_young = burst(lambda i: young(NIGHT) if i % 2 else None)
     alerts, _ = run(ThreadRaidDetector, [*half_young, *flush(NIGHT)])
     assert one_incident(alerts, "thread_raid")[0].evidence["young_authors"] >= 3
+
+
+def test_a_long_raid_is_one_incident_whose_updates_grow_logarithmically() -> None:
+    """Six hours at a post every 4 s (5 400 posts): one incident; an update only when the count
+    grew by half (or the severity rose): 12 updates from 37 posts to 5 402, not one per post —
+    the pager hears of a long raid often in its first minutes, then rarer and rarer."""
+    start = NOON + 3 * 3600
+    long_raid = [post(10_000 + i, "t0", f"raider{i % 40}", start + 4 * i, created=young(start))
+                 for i in range(5400)]
+    alerts, _ = run(ThreadRaidDetector,
+                    [*background(NOON), *long_raid, *flush(start + 6 * 3600)])
+    mine = one_incident(alerts, "thread_raid")
+    opened, last = mine[0].count, mine[-1].count
+    assert last >= 5400  # the resolve carries every post since the window that opened it
+    bound = math.ceil(math.log(last / opened, 1.5)) + 1  # growth by half, plus a severity rise
+    assert 2 <= len(mine) - 2 <= bound  # minus the opening alert and the resolve
+    hours_after_open = [(a.last_seen - mine[0].last_seen).total_seconds() / 3600
+                        for a in mine[1:-1]]
+    assert sum(h >= 1 for h in hours_after_open) <= 4  # after the first hour: rare
 
 
 # ------------------------------------------------------------------------------ new_account_swarm
