@@ -97,7 +97,11 @@ class ThreadRaidDetector:
         young_authors = sum(authors.values())
         hot = (posts >= threshold and len(authors) >= c.min_authors
                and young_authors >= c.young_fraction * len(authors))
-        if not hot and not (raiding and posts >= threshold / 2):
+        # an open raid goes on at half of both bars: members posting at half the threshold
+        # without the raiders kept it open for hours, their posts counted as the raid's
+        going_on = (raiding and posts >= threshold / 2
+                    and young_authors >= c.young_fraction / 2 * len(authors))
+        if not hot and not going_on:
             return []
         state.raid_posts = state.raid_posts + 1 if raiding else posts
         return self.incidents.touch(

@@ -24,7 +24,7 @@ from agents.bursts import (
     Watermarked,
     trust_weight,
 )
-from agents.bursts.base import StaffedHours
+from agents.bursts.base import StaffedHours, utc
 from agents.policy.model import BurstThresholds, TrustWeights
 from streams.events import Account, AlertData, PostData, ReportData, SignalData
 
@@ -220,6 +220,22 @@ def test_a_long_raid_is_one_incident_whose_updates_grow_logarithmically() -> Non
     hours_after_open = [(a.last_seen - mine[0].last_seen).total_seconds() / 3600
                         for a in mine[1:-1]]
     assert sum(h >= 1 for h in hours_after_open) <= 4  # after the first hour: rare
+
+
+def test_a_raid_resolves_when_the_raiders_stop_though_members_keep_posting() -> None:
+    """A raid on a new thread (threshold = the floor, 8) ends after 2 minutes; members go on
+    posting once a minute, half the floor per window. The incident stayed open while the posts
+    were ≥ threshold / 2 whoever wrote them: 3 more hours, 5 more updates, members' posts counted
+    as the raid's. Now it goes on only while young authors are still ≥ half the bar: the
+    members' posts among the raiders' (while those are in the window) count, and it resolves one
+    window after the last of them."""
+    raiders = [post(100 + i, "t-new", f"raider{i % 10}", NOON + 4 * i, created=young(NOON))
+               for i in range(30)]
+    members = [post(1000 + i, "t-new", f"old{i % 30}", NOON + 120 + 60 * i) for i in range(180)]
+    alerts, _ = run(ThreadRaidDetector, [*raiders, *members, *flush(NOON + 4 * 3600)])
+    mine = one_incident(alerts, "thread_raid")
+    assert mine[-1].count == 35 and mine[-1].last_seen == utc(NOON + 360)
+    assert mine[-1].evidence["resolved_at"] == utc(NOON + 660).isoformat()
 
 
 # ------------------------------------------------------------------------------ new_account_swarm
