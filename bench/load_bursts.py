@@ -2,10 +2,12 @@
 
 `bench.load` (20 000 threads, 20 000 authors, 10 boards, ≈ 90 % posts) raised 5 142
 `thread_raid` alert events in a 20-minute run. This replays the very events it produces
-(`bench.load.Traffic.build`, same seed, same order) through `bench.burst_eval.run_in_process`
-— what the burst agent does per partition, under the shipped policy — and counts the alert
-events per kind and step (opened, update, resolved), so the cause can be told apart without
-starting Vigil:
+(`bench.load.Traffic.build`, same seed, same order) through the burst agent's detector groups
+for posts (`thread_raid`; `new_account_swarm`, fed the same posts in order) and reports, under
+the shipped policy, one partition per stream as `bench.burst_eval`'s in-process mode, and counts
+the alert events per kind and step (opened, update, resolved), so the cause can be told apart
+without starting Vigil. `text_brigade` (MinHash: minutes of CPU for this many posts; the bench's
+bodies are random words) and `image_spray` are left out:
 
 - `--event-time as-sent`: the bench's bytes unchanged. Its CloudEvents all carry the same
   `time` (`tests.integration.helpers.cloud_event`), so in event time the whole run is one
@@ -14,8 +16,8 @@ starting Vigil:
 - `--authors anonymous`: as the bench sends them, without `created_at`;
   `--authors members`: every account created a year before the run.
 
-Images are skipped (burst reads the hashing role's `pdq` signals, not images), so the reports
-and posts are exactly the bench's. Run from the repository root::
+Images are skipped (burst reads the hashing role's `pdq` signals, not images); the posts and
+reports are exactly the bench's. Run from the repository root::
 
     PYTHONPATH=. .venv/bin/python -m bench.load_bursts --rate 250 --seconds 1200 \\
         --event-time paced --authors anonymous
@@ -30,11 +32,17 @@ from datetime import datetime, timedelta
 
 import orjson
 
-from agents.bursts import BurstConfig
+from agents.bursts import (
+    BurstConfig,
+    NewAccountSwarmDetector,
+    ReportSurgeDetector,
+    ThreadRaidDetector,
+    Watermarked,
+)
 from agents.policy import load_default_policy
-from bench.burst_eval import run_in_process
 from bench.burst_wire import Message
 from bench.load import Traffic
+from streams.codec import decode
 from streams.events import AlertData
 from streams.topics import POSTS, REPORTS
 from tests.integration.helpers import cloud_event
@@ -67,6 +75,20 @@ def messages(rate: float, seconds: float, paced: bool, members: bool) -> list[Me
     return out
 
 
+def detect(inputs: list[Message], config: BurstConfig) -> list[AlertData]:
+    """Each input, decoded, at its CloudEvent `time`, through its stream's detector groups."""
+    groups = {POSTS.name: [Watermarked([ThreadRaidDetector(config)], config),
+                           Watermarked([NewAccountSwarmDetector(config)], config)],
+              REPORTS.name: [Watermarked([ReportSurgeDetector(config)], config)]}
+    alerts: list[AlertData] = []
+    for message in inputs:
+        event = decode(message.spec, message.value)
+        at = event.time.timestamp()  # type: ignore[union-attr] - cloud_event always sets it
+        for group in groups[message.spec.name]:
+            alerts += group.observe(event.data, at)
+    return alerts
+
+
 def step(alert: AlertData) -> str:
     """opened, update or resolved, from the alert id's suffix (`Incidents._send`)."""
     label = alert.alert_id.rsplit("-", 1)[1]
@@ -83,7 +105,7 @@ def main() -> None:
     started = time.process_time()
     inputs = messages(args.rate, args.seconds, args.event_time == "paced",
                       args.authors == "members")
-    alerts, _ = run_in_process(inputs, BurstConfig.from_policy(load_default_policy()))
+    alerts = detect(inputs, BurstConfig.from_policy(load_default_policy()))
     print(f"{len(inputs):,} posts and reports at {args.rate:g}/s for {args.seconds:g} s, "
           f"event time {args.event_time}, authors {args.authors}: {len(alerts):,} alert events "
           f"(CPU {time.process_time() - started:.0f} s)")

@@ -5,7 +5,9 @@ baseline is seasonal: an exponentially decayed rate of the key's events, each co
 1 / the board's hour-of-week factor (`WeeklyProfile`), times the factor of the hour at hand. So a
 busy evening is expected to be busy (not a raid) and a quiet night quiet (an attack there is
 measured against the night, not against the evening before). The rate stops learning while an
-incident is open, so a raid does not become the baseline.
+incident is open, so a raid does not become the baseline; an open raid goes on while both its
+bars (posts, young authors) are at least half met, so it ends when the raiders stop even if the
+thread's members post on.
 
 `new_account_swarm` also opens on a scan test (`significance.py`): the latest k ≥
 `scan_min_accounts` young accounts arrived within a span the board's usual rate at this hour of
