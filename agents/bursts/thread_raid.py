@@ -5,7 +5,9 @@ baseline is seasonal: an exponentially decayed rate of the key's events, each co
 1 / the board's hour-of-week factor (`WeeklyProfile`), times the factor of the hour at hand. So a
 busy evening is expected to be busy (not a raid) and a quiet night quiet (an attack there is
 measured against the night, not against the evening before). The rate stops learning while an
-incident is open, so a raid does not become the baseline.
+incident is open, so a raid does not become the baseline; an open raid goes on while both its
+bars (posts, young authors) are at least half met, so it ends when the raiders stop even if the
+thread's members post on.
 
 `new_account_swarm` also opens on a scan test (`significance.py`): the latest k ≥
 `scan_min_accounts` young accounts arrived within a span the board's usual rate at this hour of
@@ -13,6 +15,13 @@ the week makes improbable (p ≤ `scan_p`). So three newcomers within two minute
 sees one an hour at night open a swarm without waiting for the floor, while a busy evening with
 the same three does not (its rate makes them likely). The usual rate never counts below
 `prior_rate`, so a board with no history yet does not make every newcomer look improbable.
+
+Only authors known to be young count as young in both: the age is what tells a raid from a
+lively thread (a thread's baseline starts at zero, so a thread the detector has not seen for long
+is judged against the floor alone), and an account whose age the forum did not send is not
+evidence either way. The time-boxed mitigations decide the other way round (decide holds authors
+of unknown age while a restriction lasts): holding is the cautious side of an action, not
+alerting.
 
 `thread_raid` is keyed by `thread_id`, which is the key of `forum.posts.v1`: partition-local.
 `new_account_swarm` is keyed by board: the agent feeds it from posts re-keyed by board
@@ -67,7 +76,9 @@ class ThreadRaidDetector:
         season = profile.over(at - c.window_s, at)
         state.last_at = max(state.last_at, at)
         age = account_age(data.author, at)
-        young = not data.author.is_staff and (age is None or age < c.young_age_s)
+        # unknown age is no evidence of youth (as for new_account_swarm): counted as young, a
+        # forum that sends no `created_at` turned every lively thread into a raid (issue 9)
+        young = not data.author.is_staff and age is not None and age < c.young_age_s
         window = state.window = state.window if state.window is not None else deque()
         window.append((at, data.author.id, young, data.post_id))
         if len(window) > c.max_window_posts:
@@ -88,7 +99,11 @@ class ThreadRaidDetector:
         young_authors = sum(authors.values())
         hot = (posts >= threshold and len(authors) >= c.min_authors
                and young_authors >= c.young_fraction * len(authors))
-        if not hot and not (raiding and posts >= threshold / 2):
+        # an open raid goes on at half of both bars: members posting at half the threshold
+        # without the raiders kept it open for hours, their posts counted as the raid's
+        going_on = (raiding and posts >= threshold / 2
+                    and young_authors >= c.young_fraction / 2 * len(authors))
+        if not hot and not going_on:
             return []
         state.raid_posts = state.raid_posts + 1 if raiding else posts
         return self.incidents.touch(
