@@ -173,6 +173,8 @@ class Traffic:
     failures: int = 0
     seq: int = 0
     recent_posts: list[str] = field(default_factory=list)
+    threads: int = THREADS
+    authors: int = AUTHORS
 
     def _kind(self) -> str:
         x, acc = self.rng.random(), 0.0
@@ -190,8 +192,8 @@ class Traffic:
         """(topic, key, value, content id) of one new event."""
         self.seq += 1
         n, rng = self.seq, self.rng
-        thread = f"t{rng.randrange(THREADS)}"
-        author = {"id": f"u{rng.randrange(AUTHORS)}"}
+        thread = f"t{rng.randrange(self.threads)}"
+        author = {"id": f"u{rng.randrange(self.authors)}"}
         if kind == "post":
             cid = f"{tag}p{n}"
             body = " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 60)))
@@ -212,7 +214,7 @@ class Traffic:
             return IMAGES.full_name(self.prefix), post.encode(), orjson.dumps(event), cid
         target = rng.choice(self.recent_posts) if self.recent_posts else f"{tag}p0"
         data = {"report_id": f"{tag}r{n}", "target_type": "post", "target_id": target,
-                "reporter": {"id": f"u{rng.randrange(AUTHORS)}"}, "thread_id": thread,
+                "reporter": {"id": f"u{rng.randrange(self.authors)}"}, "thread_id": thread,
                 "reason": "spam"}
         event = cloud_event("forum.report.created", data)
         return REPORTS.full_name(self.prefix), target.encode(), orjson.dumps(event), f"{tag}r{n}"
@@ -430,11 +432,15 @@ def windows(samples: list[Sample], minutes: float = 5.0) -> list[list[Sample]]:
 # Bounded windows, made small (--small-caps)
 
 #: Vigil's memory bounds, lowered so that a run at a rate the embedded broker sustains for
-#: 30 min fills them within its first minutes (defaults: 200 000 decided contents, 200 000
-#: recent images, 50 000 posts / images per 30-minute burst window).
-SMALL_CAPS_ENV = {"VIGIL_DECIDE_MEMORY": "10000", "VIGIL_HASH_RETRO_MAX_IMAGES": "1000"}
-SMALL_CAPS_POLICY = {"max_window_posts = 50000": "max_window_posts = 5000",
-                     "max_window_images = 50000": "max_window_images = 1000"}
+#: 30 min (≈ 10 events/s: its CPU grows with rate² × time, docs/performance.md) fills them
+#: within its first ≈ 6 minutes (defaults: 200 000 decided contents, 200 000 recent images,
+#: 50 000 posts / images per 30-minute burst window). Burst also keeps per-thread state for
+#: 24 h (`idle_hours`, at least 1 h): bounded by the forum's threads, so the traffic uses
+#: `SMALL_CAPS_FORUM` threads and authors, all seen within the first ≈ 10 minutes.
+SMALL_CAPS_ENV = {"VIGIL_DECIDE_MEMORY": "3000", "VIGIL_HASH_RETRO_MAX_IMAGES": "200"}
+SMALL_CAPS_POLICY = {"max_window_posts = 50000": "max_window_posts = 1000",
+                     "max_window_images = 50000": "max_window_images = 200"}
+SMALL_CAPS_FORUM = 2000
 
 
 def small_caps_policy(workdir: Path) -> Path:
@@ -776,6 +782,8 @@ async def main_async(args: argparse.Namespace) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
         await producer.start()
         traffic = Traffic(producer, prefix)
+        if args.small_caps:
+            traffic.threads = traffic.authors = SMALL_CAPS_FORUM
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                     enable_auto_commit=False, fetch_max_wait_ms=50,
                                     max_partition_fetch_bytes=8 * MIB)
@@ -1032,8 +1040,9 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--baseline-events", type=int, default=20_000)
     parser.add_argument("--small-caps", action="store_true",
-                        help="lower Vigil's memory bounds (SMALL_CAPS_ENV, SMALL_CAPS_POLICY) "
-                             "so that a 30-minute run fills them: the long-run leak check")
+                        help="lower Vigil's memory bounds (SMALL_CAPS_ENV, SMALL_CAPS_POLICY) and "
+                             "the forum's threads and authors (SMALL_CAPS_FORUM) so that a "
+                             "30-minute run at ≈ 10 events/s fills them: the leak check")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     args = parser.parse_args()
     if args.rate != "auto":
