@@ -14,12 +14,12 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # README.md* : pyproject names README.md as the long description; the glob keeps the build
 # working while the file is absent.
-COPY pyproject.toml README.md* ./
+COPY pyproject.toml requirements.lock README.md* ./
 COPY streams/ streams/
 COPY models/ models/
 COPY agents/ agents/
 COPY vigil/ vigil/
-RUN pip wheel --wheel-dir /wheels . \
+RUN pip wheel --wheel-dir /wheels -c requirements.lock . \
  && pip install --no-index --find-links /wheels vigil
 # Model files that are converted at install time (never downloaded, never at run time), into the
 # installed package that the final stage copies (models/build.py).

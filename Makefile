@@ -8,12 +8,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint schemas dashboards bench clean
+.PHONY: demo test unit integration lint schemas dashboards bench clean lock
 
-$(STAMP): pyproject.toml
+# requirements.lock pins every package to the versions CI last passed with (a fresh install
+# otherwise takes whatever the registry has that day); `make lock` rewrites it.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
 	$(BIN)/python -m models.build   # ONNX text model from the installed sklearn one (no download)
 	touch $(STAMP)
 
@@ -42,3 +44,14 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+# Re-pin requirements.lock after changing dependencies: a fresh venv resolves pyproject.toml
+# without the old pins, and its `pip freeze` becomes the lock. Run the tests after it.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --upgrade pip
+	.venv-lock/bin/pip install --quiet '.[test]'
+	{ sed -n '1,3p' requirements.lock; .venv-lock/bin/pip freeze | grep -v -i '^vigil[= @]'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+	rm -rf .venv-lock

@@ -17,10 +17,10 @@ from types import TracebackType
 from typing import Any, Protocol
 
 import faust
-from aiokafka.errors import KafkaError, KafkaTimeoutError
-from faust.exceptions import ProducerSendError
 from faust.types import EventT
 
+from agents.batches import Queued, Record, retriable
+from agents.batches import queue as queue_batches
 from agents.consumer import ConsumeLoop, Handler, LoopSettings
 from agents.metrics import Metrics
 from streams.codec import DecodeError, decode
@@ -117,6 +117,14 @@ class AgentContext:
                 self.metrics.faust_metrics().topic_messages_sent.labels(topic=f"topic.{topic}"))
         return child
 
+    async def queue_batches(self, records: list[Record]
+                            ) -> tuple[list[Queued], list[Record], BaseException | None]:
+        """Hand `records` to the producer as per-partition batches (`agents.batches`): what
+        `Outbox` sends through. The producer is faust's own aiokafka producer, so faust's
+        flush before its commits and on shutdown covers these records too."""
+        producer = await self.app.maybe_start_producer()
+        return await queue_batches(producer._ensure_producer(), records)  # noqa: SLF001
+
     def consume(self, name: str, specs: Sequence[TopicSpec], handle: Handler, *,
                 on_revoked: Callable[[set[Any]], None] | None = None) -> ConsumeLoop:
         """A plain aiokafka consume loop over `specs` (agents/consumer.py: the hot agents'
@@ -150,23 +158,24 @@ class AgentContext:
 class Outbox:
     """Output records of one input batch, sent together and awaited once: the agents' hot path.
 
-    `add` only collects (no I/O, no await). `flush` (or leaving `async with`) hands every record
-    to faust's producer in one go — aiokafka then packs them into a few large produce requests
-    instead of one or two records per request — and returns once *every* record is delivered
-    (acks from the broker). Records whose delivery fails with a retriable error (broker down,
+    `add` only collects (no I/O, no await). `flush` (or leaving `async with`) hands the records
+    to faust's aiokafka producer as one record batch per topic-partition (`agents.batches`: a
+    future per batch, not per record; a few large produce requests) and returns once *every*
+    record is delivered (acks from the broker). Records whose delivery fails with a retriable error (broker down,
     leader moving, request timeout) are sent again with back-off until they are delivered, so an
     agent that flushes before it takes its next batch never lets faust commit the offset of an
     input whose outputs are not on the broker: at-least-once, without per-record awaits.
 
-    faust's `Topic.send` machinery (futures, callbacks, sensors per record) is bypassed; the
-    `faust_topic_messages_sent_total` and send-latency metrics are kept up per flush.
+    faust's `Topic.send` machinery (futures, callbacks, sensors per record) and aiokafka's
+    per-record `send` are bypassed; the `faust_topic_messages_sent_total` and send-latency
+    metrics are kept up per flush.
     """
 
     __slots__ = ("_ctx", "_records")
 
     def __init__(self, ctx: AgentContext) -> None:
         self._ctx = ctx
-        self._records: list[tuple[str, bytes | None, bytes]] = []
+        self._records: list[Record] = []
 
     def add(self, spec: TopicSpec, key: bytes | None, value: bytes) -> None:
         """Collect one record for `spec` (sent by `flush`)."""
@@ -199,42 +208,24 @@ class Outbox:
             delay = min(delay * 2, _RETRY_MAX_S)
             records = failed
 
-    async def _send(self, records: list[tuple[str, bytes | None, bytes]]
-                    ) -> tuple[list[tuple[str, bytes | None, bytes]], BaseException | None]:
+    async def _send(self, records: list[Record]) -> tuple[list[Record], BaseException | None]:
         """One attempt: (records not delivered, one of their errors)."""
         started = time.monotonic()
         # Queueing only suspends when aiokafka's buffer is full or metadata is missing. It runs
         # shielded: a worker stopping mid-batch still hands every record to the producer, which
-        # faust flushes before it commits the offsets this batch acks.
-        futures, queue_error = await asyncio.shield(self._queue(records))
-        results = await asyncio.gather(*futures, return_exceptions=True)
+        # is flushed before the worker stops.
+        queued, failed, queue_error = await asyncio.shield(self._ctx.queue_batches(records))
+        results = await asyncio.gather(*(q.future for q in queued), return_exceptions=True)
         for res in results:
-            if isinstance(res, BaseException) and not _retriable(res):
+            if isinstance(res, BaseException) and not retriable(res):
                 raise res
-        failed = [rec for rec, res in zip(records, results, strict=False)
-                  if isinstance(res, BaseException)]
-        failed.extend(records[len(futures):])  # not queued (retriable queueing error)
+        failed = [record for q, res in zip(queued, results, strict=True)
+                  if isinstance(res, BaseException) for record in q.records] + failed
         error = next((r for r in results if isinstance(r, BaseException)), queue_error)
         self._count(records, len(records) - len(failed), time.monotonic() - started)
         return failed, error
 
-    async def _queue(self, records: list[tuple[str, bytes | None, bytes]]
-                     ) -> tuple[list[Any], BaseException | None]:
-        """Hand `records` to faust's producer: (delivery futures, error that stopped it)."""
-        producer = await self._ctx.app.maybe_start_producer()
-        futures: list[Any] = []
-        try:
-            for topic, key, value in records:
-                futures.append(await producer.send(topic, key, value, None, None, None))
-        except ProducerSendError as exc:
-            # A full buffer or missing metadata (broker unreachable) is worth retrying;
-            # anything else (e.g. a record over the size limit) will never be delivered.
-            if not _retriable(exc.__cause__):
-                raise
-            return futures, exc
-        return futures, None
-
-    def _count(self, records: list[tuple[str, bytes | None, bytes]], delivered: int,
+    def _count(self, records: list[Record], delivered: int,
                seconds: float) -> None:
         faust_metrics = self._ctx.metrics.faust_metrics()
         for topic, n in Counter(topic for topic, _, _ in records).items():
@@ -243,11 +234,6 @@ class Outbox:
         if delivered < len(records):
             faust_metrics.total_error_messages_sent.inc(len(records) - delivered)
         faust_metrics.producer_send_latency.observe(seconds * 1000)  # once per flush
-
-
-def _retriable(exc: BaseException | None) -> bool:
-    return isinstance(exc, KafkaTimeoutError) or (
-        isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False)))
 
 
 class Agent(Protocol):

@@ -45,9 +45,9 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.decide import cpu_seconds, load_average, worker_env
+from bench.decide import load_average, worker_env
 from bench.load import Traffic
-from bench.passthrough import load_embedded_broker
+from bench.passthrough import cpu_seconds, load_embedded_broker
 from tests.integration.helpers import start_vigil, wait_ready
 from vigil.broker import ensure_topics
 

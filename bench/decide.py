@@ -47,6 +47,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.passthrough import (
+    cpu_seconds,
     BIG_PRODUCER_BATCH,
     CASES_BY_NAME,
     REPO_ROOT,
@@ -84,13 +85,6 @@ def bench_policy(workdir: Path) -> Path:
     path = workdir / "bench-policy.toml"
     path.write_text(text)
     return path
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process `pid` so far (Linux)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load_average() -> str:

@@ -160,6 +160,9 @@ class Result:
     startup: float | None  # worker spawn → first arrival on B
     stop: float | None  # SIGTERM → worker exit (faust shuts down gracefully)
     problem: str = ""
+    #: The worker's CPU seconds per event over the same window as `rate` (first → last
+    #: arrival): what a loaded box disturbs far less than the rate.
+    cpu_per_event: float | None = None
     rates: tuple[float | None, ...] = ()  # every repetition's rate, when the case was repeated
 
 
@@ -401,6 +404,13 @@ async def stop_worker(proc: asyncio.subprocess.Process, grace: float = 15.0) -> 
     return time.monotonic() - started
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far, every thread (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run_case(case: Case, bootstrap: str, args: argparse.Namespace, workdir: Path) -> Result:
     """Fresh topics and group, pre-fill A, start the worker, count its output on B."""
     tag = uuid.uuid4().hex[:8]
@@ -428,6 +438,7 @@ async def run_case(case: Case, bootstrap: str, args: argparse.Namespace, workdir
         startup_cap = args.startup_cap
         deadline = spawned + startup_cap + args.events / 500 + 30  # ≥ 500 events/s once started
         count = first_batch = 0
+        cpu_first = cpu_last = 0.0
         first: float | None = None
         last: float | None = None
         exited_at: float | None = None
@@ -451,8 +462,10 @@ async def run_case(case: Case, bootstrap: str, args: argparse.Namespace, workdir
             arrived = sum(len(records) for records in batches.values())
             if arrived:
                 stamp = time.monotonic()
+                with contextlib.suppress(OSError):  # an exited worker keeps its last reading
+                    cpu_last = cpu_seconds(proc.pid)
                 if first is None:
-                    first, first_batch = stamp, arrived
+                    first, first_batch, cpu_first = stamp, arrived, cpu_last
                 last = stamp
                 count += arrived
         if case.kind == "aiokafka" and not problem:
@@ -466,7 +479,9 @@ async def run_case(case: Case, bootstrap: str, args: argparse.Namespace, workdir
         seconds = (last - first) if first is not None and last is not None else None
         rate = (count - first_batch) / seconds if seconds and count > first_batch else None
         startup = (first - spawned) if first is not None else None
-        return Result(case, count, seconds, rate, startup, stop_s, problem)
+        cpu = ((cpu_last - cpu_first) / (count - first_batch)
+               if count > first_batch and cpu_last > cpu_first else None)
+        return Result(case, count, seconds, rate, startup, stop_s, problem, cpu)
     finally:
         if proc is not None and proc.returncode is None:
             proc.kill()

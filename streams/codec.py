@@ -45,7 +45,7 @@ def decode(spec: TopicSpec, value: bytes | None) -> CloudEvent[Any]:
         event = _decoder(spec.model).decode(value)
     except msgspec.DecodeError as exc:  # includes ValidationError
         raise DecodeError(_reason(exc)) from None
-    except UnicodeDecodeError as exc:  # msgspec raises it for invalid UTF-8 in a string
+    except UnicodeDecodeError as exc:  # msgspec < 0.23 raises it for invalid UTF-8 in a string
         raise DecodeError(f"not valid JSON: invalid UTF-8 at byte {exc.start}") from None
     except RecursionError:  # hostile nesting, e.g. 200 000 `[` in an ignored extra field
         raise DecodeError("not valid JSON: nested too deeply") from None
@@ -67,6 +67,8 @@ def _reason(exc: msgspec.DecodeError) -> str:
     text = str(exc)
     if isinstance(exc, msgspec.ValidationError):
         return text
+    if "UTF-8" in text:  # msgspec >= 0.23 (older ones raise UnicodeDecodeError: below)
+        return "not valid JSON: invalid UTF-8"
     return f"not valid JSON: {text}"
 
 

@@ -13,16 +13,18 @@ from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, RequestTimedOutError
-from faust.exceptions import ProducerSendError
 
 import agents.context as context
+from agents.batches import Queued, Record, retriable
 from agents.context import AgentContext
 from agents.metrics import Metrics
 from streams.topics import DEADLETTER, SIGNALS
 
 
 class FakeProducer:
-    """Records sends; `fail` maps a value to the errors its next deliveries end with."""
+    """faust's producer for `AgentContext.send`, and the batch queue `Outbox` sends through:
+    records every record queued; `fail` maps a value to the errors its next deliveries end
+    with; `fail_queue` is raised (once) by the next queueing."""
 
     def __init__(self, fail: dict[bytes, list[BaseException]] | None = None,
                  fail_queue: BaseException | None = None) -> None:
@@ -30,12 +32,7 @@ class FakeProducer:
         self.fail = fail or {}
         self.fail_queue = fail_queue
 
-    async def send(self, topic: str, key: bytes | None, value: bytes, partition: Any,
-                   timestamp: Any, headers: Any) -> asyncio.Future[Any]:
-        if self.fail_queue is not None:
-            exc, self.fail_queue = self.fail_queue, None
-            raise ProducerSendError("queue") from exc
-        self.sent.append((topic, key, value))
+    def _future(self, value: bytes) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         errors = self.fail.get(value)
         if errors:
@@ -44,14 +41,33 @@ class FakeProducer:
             asyncio.get_running_loop().call_soon(future.set_result, "metadata")
         return future
 
+    async def send(self, topic: str, key: bytes | None, value: bytes, partition: Any,
+                   timestamp: Any, headers: Any) -> asyncio.Future[Any]:
+        self.sent.append((topic, key, value))
+        return self._future(value)
+
+    async def queue_batches(self, records: list[Record]
+                            ) -> tuple[list[Queued], list[Record], BaseException | None]:
+        """One batch per record (a batch fails as a whole: one record is the simplest case)."""
+        if self.fail_queue is not None:
+            exc, self.fail_queue = self.fail_queue, None
+            if not retriable(exc):
+                raise exc
+            return [], list(records), exc
+        self.sent.extend(records)
+        return [Queued(self._future(value), [(topic, key, value)])
+                for topic, key, value in records], [], None
+
 
 def make_ctx(producer: FakeProducer) -> AgentContext:
     async def maybe_start_producer() -> FakeProducer:
         return producer
 
     app: Any = SimpleNamespace(maybe_start_producer=maybe_start_producer)
-    return AgentContext(app=app, settings=SimpleNamespace(topic_prefix="x."),  # type: ignore[arg-type]
-                        metrics=Metrics(), signer=None)
+    ctx = AgentContext(app=app, settings=SimpleNamespace(topic_prefix="x."),  # type: ignore[arg-type]
+                       metrics=Metrics(), signer=None)
+    ctx.queue_batches = producer.queue_batches  # type: ignore[method-assign]
+    return ctx
 
 
 @pytest.fixture(autouse=True)
@@ -87,6 +103,14 @@ async def test_outbox_retries_when_queueing_fails_retriably() -> None:
     out.add(SIGNALS, b"k", b"v1")
     await out.flush()
     assert [v for _, _, v in producer.sent] == [b"v1"]
+
+
+async def test_outbox_raises_a_queueing_error_that_retrying_cannot_fix() -> None:
+    producer = FakeProducer(fail_queue=MessageSizeTooLargeError())
+    out = make_ctx(producer).outbox()
+    out.add(SIGNALS, b"k", b"v1")
+    with pytest.raises(MessageSizeTooLargeError):
+        await out.flush()
 
 
 async def test_outbox_raises_a_delivery_error_that_retrying_cannot_fix() -> None:
