@@ -52,15 +52,21 @@ One run, one embedded Tansu broker (started here; every measurement below uses i
    `--rss-interval` s (5) from ready to the end, with the 1-minute load average; the slope
    (least squares, MB/min) over the sustained phase. Tansu keeps every record in memory (it
    ignores retention), so the broker grows by design ≈ with the bytes written; Vigil's own
-   bounded windows (recent hashes for retroactive matching, burst windows, decide's open
-   decisions) grow until their caps, which a 2-minute run does not reach; a sustained phase of
-   ≥ 10 minutes also prints the RSS and its slope per 5-minute window, the last ones last (the
-   leak check: flat = no growth in the last windows). Vigil's and the
-   broker's CPU share per sample are printed too: Tansu's memory storage costs more CPU per
-   fetch the more records a partition holds (measured: constant 300 records/s, one consumer,
-   broker CPU 11 % → 52 % of a core in 55 s), so on the embedded broker every rate eventually
-   stops being sustainable; the per-10 s latency timeline and the broker round trip sampled
-   during the run show when.
+   bounded windows (decide's memory of decided contents, recent hashes for retroactive
+   matching, burst windows and per-thread state) grow until their caps, which a short run does
+   not reach; a sustained phase of ≥ 10 minutes also prints the RSS, its slope and the mean CPU
+   per 5-minute window, the last ones last, and the slope over the last two (the leak check:
+   flat = no growth once the caps are reached). `--small-caps` lowers the caps
+   (`SMALL_CAPS_ENV`, `SMALL_CAPS_POLICY`) and the forum's threads and authors
+   (`SMALL_CAPS_FORUM`) so that ≈ 10 events/s fill them within minutes. Vigil's and the
+   broker's CPU share per sample are printed too: Tansu's memory storage lists every record
+   batch of a partition on each fetch that returns data (`bench.broker_fetch`), so under
+   constant input the broker's CPU grows with rate² × time and on the embedded broker every
+   rate eventually stops being sustainable; the per-10 s latency timeline and the broker
+   round trip sampled during the run show when.
+9. **Accounting after the drain** — inputs still without a verdict after `--drain-seconds`
+   are looked up again by a new consumer reading the verdicts and dead-letter topics from the
+   beginning: found there = the collector missed them; not found = Vigil never answered.
 
 The Vigil log is scanned for ERROR/CRITICAL/Traceback lines at the end.
 
