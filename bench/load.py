@@ -52,15 +52,21 @@ One run, one embedded Tansu broker (started here; every measurement below uses i
    `--rss-interval` s (5) from ready to the end, with the 1-minute load average; the slope
    (least squares, MB/min) over the sustained phase. Tansu keeps every record in memory (it
    ignores retention), so the broker grows by design ≈ with the bytes written; Vigil's own
-   bounded windows (recent hashes for retroactive matching, burst windows, decide's open
-   decisions) grow until their caps, which a 2-minute run does not reach; a sustained phase of
-   ≥ 10 minutes also prints the RSS and its slope per 5-minute window, the last ones last (the
-   leak check: flat = no growth in the last windows). Vigil's and the
-   broker's CPU share per sample are printed too: Tansu's memory storage costs more CPU per
-   fetch the more records a partition holds (measured: constant 300 records/s, one consumer,
-   broker CPU 11 % → 52 % of a core in 55 s), so on the embedded broker every rate eventually
-   stops being sustainable; the per-10 s latency timeline and the broker round trip sampled
-   during the run show when.
+   bounded windows (decide's memory of decided contents, recent hashes for retroactive
+   matching, burst windows and per-thread state) grow until their caps, which a short run does
+   not reach; a sustained phase of ≥ 10 minutes also prints the RSS, its slope and the mean CPU
+   per 5-minute window, the last ones last, and the slope over the last two (the leak check:
+   flat = no growth once the caps are reached). `--small-caps` lowers the caps
+   (`SMALL_CAPS_ENV`, `SMALL_CAPS_POLICY`) and the forum's threads and authors
+   (`SMALL_CAPS_FORUM`) so that ≈ 10 events/s fill them within minutes. Vigil's and the
+   broker's CPU share per sample are printed too: Tansu's memory storage lists every record
+   batch of a partition on each fetch that returns data (`bench.broker_fetch`), so under
+   constant input the broker's CPU grows with rate² × time and on the embedded broker every
+   rate eventually stops being sustainable; the per-10 s latency timeline and the broker
+   round trip sampled during the run show when.
+9. **Accounting after the drain** — inputs still without a verdict after `--drain-seconds`
+   are looked up again by a new consumer reading the verdicts and dead-letter topics from the
+   beginning: found there = the collector missed them; not found = Vigil never answered.
 
 The Vigil log is scanned for ERROR/CRITICAL/Traceback lines at the end.
 
@@ -181,6 +187,8 @@ class Traffic:
     seq: int = 0
     recent_posts: list[str] = field(default_factory=list)
     mix: tuple[tuple[str, float], ...] = MIX
+    threads: int = THREADS
+    authors: int = AUTHORS
 
     def _kind(self) -> str:
         x, acc = self.rng.random(), 0.0
@@ -198,8 +206,8 @@ class Traffic:
         """(topic, key, value, content id) of one new event."""
         self.seq += 1
         n, rng = self.seq, self.rng
-        thread = f"t{rng.randrange(THREADS)}"
-        author = {"id": f"u{rng.randrange(AUTHORS)}"}
+        thread = f"t{rng.randrange(self.threads)}"
+        author = {"id": f"u{rng.randrange(self.authors)}"}
         if kind == "post":
             cid = f"{tag}p{n}"
             body = " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 60)))
@@ -220,7 +228,7 @@ class Traffic:
             return IMAGES.full_name(self.prefix), post.encode(), orjson.dumps(event), cid
         target = rng.choice(self.recent_posts) if self.recent_posts else f"{tag}p0"
         data = {"report_id": f"{tag}r{n}", "target_type": "post", "target_id": target,
-                "reporter": {"id": f"u{rng.randrange(AUTHORS)}"}, "thread_id": thread,
+                "reporter": {"id": f"u{rng.randrange(self.authors)}"}, "thread_id": thread,
                 "reason": "spam"}
         event = cloud_event("forum.report.created", data)
         return REPORTS.full_name(self.prefix), target.encode(), orjson.dumps(event), f"{tag}r{n}"
@@ -265,6 +273,46 @@ class Traffic:
 # Verdicts
 
 
+def content_of(data: dict[str, Any], verdict: bool) -> str | None:
+    """The content id a verdict is about, or that of a dead letter's original input (None if
+    the original is not a readable post or image)."""
+    if verdict:
+        return str(data["content_id"])
+    with contextlib.suppress(Exception):
+        original = orjson.loads(base64.b64decode(data["original"]))["data"]
+        return original.get("post_id") or original.get("image_id")
+    return None
+
+
+async def reread(bootstrap: str, prefix: str, partitions: int, wanted: set[str]) -> set[str]:
+    """The ids of `wanted` that have a verdict or a dead letter on the topics, read again from
+    the beginning by a new consumer: tells an input the collector missed (found here) from one
+    Vigil never answered."""
+    verdicts = VERDICTS.full_name(prefix)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, fetch_max_wait_ms=50,
+                                max_partition_fetch_bytes=8 * MIB)
+    await consumer.start()
+    found: set[str] = set()
+    try:
+        consumer.assign([TopicPartition(verdicts, p) for p in range(partitions)]
+                        + [TopicPartition(DEADLETTER.full_name(prefix), 0)])
+        await consumer.seek_to_beginning()
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < 3.0:
+            batch = await consumer.getmany(timeout_ms=200, max_records=50_000)
+            for tp, records in batch.items():
+                quiet_since = time.monotonic()
+                for r in records:
+                    assert r.value is not None
+                    cid = content_of(orjson.loads(r.value)["data"], tp.topic == verdicts)
+                    if cid in wanted:
+                        found.add(cid)
+    finally:
+        await consumer.stop()
+    return found
+
+
 @dataclass
 class Collector:
     """Reads verdicts and dead letters (no consumer group) and stamps their arrival."""
@@ -290,16 +338,13 @@ class Collector:
                     assert record.value is not None
                     self.bytes_in += len(record.value)
                     data = orjson.loads(record.value)["data"]
+                    cid = content_of(data, tp.topic == self.verdicts_topic)
                     if tp.topic != self.verdicts_topic:
                         self.deadletters.append(str(data.get("reason")))
-                        with contextlib.suppress(Exception):  # match it to its input if we can
-                            original = orjson.loads(base64.b64decode(data["original"]))["data"]
-                            cid = original.get("post_id") or original.get("image_id")
-                            if cid in self.traffic.sent and cid not in self.arrived:
-                                self.arrived[cid] = now
-                                self.verdict_of[cid] = "dead-letter"
+                        if cid in self.traffic.sent and cid not in self.arrived:
+                            self.arrived[cid] = now
+                            self.verdict_of[cid] = "dead-letter"
                         continue
-                    cid = data["content_id"]
                     if cid.startswith("warm"):
                         self.warm[data["content_type"]] += 1
                     elif cid in self.arrived:
@@ -395,6 +440,33 @@ def windows(samples: list[Sample], minutes: float = 5.0) -> list[list[Sample]]:
         out.insert(0, window)
         end = start
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Bounded windows, made small (--small-caps)
+
+#: Vigil's memory bounds, lowered so that a run at a rate the embedded broker sustains for
+#: 30 min (≈ 10 events/s: its CPU grows with rate² × time, docs/performance.md) fills them
+#: within its first ≈ 6 minutes (defaults: 200 000 decided contents, 200 000 recent images,
+#: 50 000 posts / images per 30-minute burst window). Burst also keeps per-thread state for
+#: 24 h (`idle_hours`, at least 1 h): bounded by the forum's threads, so the traffic uses
+#: `SMALL_CAPS_FORUM` threads and authors, all seen within the first ≈ 10 minutes.
+SMALL_CAPS_ENV = {"VIGIL_DECIDE_MEMORY": "3000", "VIGIL_HASH_RETRO_MAX_IMAGES": "200"}
+SMALL_CAPS_POLICY = {"max_window_posts = 50000": "max_window_posts = 1000",
+                     "max_window_images = 50000": "max_window_images = 200"}
+SMALL_CAPS_FORUM = 2000
+
+
+def small_caps_policy(workdir: Path) -> Path:
+    """The shipped policy with the 30-minute burst windows capped by `SMALL_CAPS_POLICY`."""
+    text = (Path(agents.policy.__file__).parent / "default.toml").read_text()
+    for old, new in SMALL_CAPS_POLICY.items():
+        if text.count(old) != 1:
+            raise RuntimeError(f"default.toml changed shape ({old!r}): update SMALL_CAPS_POLICY")
+        text = text.replace(old, new)
+    path = workdir / "small-caps-policy.toml"
+    path.write_text(text)
+    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -709,6 +781,10 @@ async def main_async(args: argparse.Namespace) -> None:
         env.update(item.split("=", 1) for item in args.vigil_env)  # e.g. a setting under test
         if args.mode == "split":  # every role: the shipped policy, as `vigil run` has
             env["VIGIL_POLICY"] = str(Path(agents.policy.__file__).parent / "default.toml")
+        if args.small_caps:
+            env.update(SMALL_CAPS_ENV)
+            if args.mode != "no-classify":
+                env["VIGIL_POLICY"] = str(small_caps_policy(workdir))
         spawned = time.monotonic()
         fleet = Fleet([])
         for n, vigil_args in enumerate(LAYOUTS[args.mode]):
@@ -726,6 +802,8 @@ async def main_async(args: argparse.Namespace) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
         await producer.start()
         traffic = Traffic(producer, prefix)
+        if args.small_caps:
+            traffic.threads = traffic.authors = SMALL_CAPS_FORUM
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                     enable_auto_commit=False, fetch_max_wait_ms=50,
                                     max_partition_fetch_bytes=8 * MIB)
@@ -804,6 +882,9 @@ async def main_async(args: argparse.Namespace) -> None:
         tasks.clear()
         await consumer.stop()
         await producer.stop()
+        unanswered = {c for c in traffic.sent if c not in collector.arrived}
+        found_again = (await reread(bootstrap, prefix, args.partitions, unanswered)
+                       if unanswered else set())
         alerts = await count_topic(bootstrap, ALERTS.full_name(prefix), args.partitions)
         vigil_cpu_total = fleet.cpu()
     finally:
@@ -922,6 +1003,11 @@ async def main_async(args: argparse.Namespace) -> None:
           f"({'zero lost' if missing == 0 else 'LOST/LATE'}); {collector.duplicates} duplicate "
           f"verdicts, {collector.unknown} unknown, {len(collector.deadletters)} dead letters; "
           f"{traffic.failures} produce failures")
+    if missing:
+        absent = sorted(unanswered - found_again)
+        print(f"  after the drain, verdicts and dead letters read again from the beginning: "
+              f"{len(found_again)} of the {missing} missing found there (the collector missed "
+              f"them), {len(absent)} have none (first: {absent[:5]})")
     if collector.deadletters:
         print(f"  dead-letter reasons: {Counter(collector.deadletters).most_common(3)}")
     print("  verdicts: " + ", ".join(f"{k} {v}: {n}" for (k, v), n in sorted(mix.items())))
@@ -945,12 +1031,22 @@ async def main_async(args: argparse.Namespace) -> None:
           f"record in memory); broker at the end {broker_final:.0f} MB; vigil CPU total "
           f"{vigil_cpu_total:.0f} s")
     if produce_s >= 600:  # a leak check: the growth per 5 minutes, last ones last
-        print("  per 5 min of the sustained phase (MB at the end, least-squares slope per 5 min):")
-        for window in windows(sus):
+        print("  per 5 min of the sustained phase (MB at the end, least-squares slope per 5 min; "
+              "mean CPU share of one core):")
+        cut = windows(sus)
+        for window in cut:
             v5, b5 = (slope_mb_per_min(window, "vigil_mb"), slope_mb_per_min(window, "broker_mb"))
             print(f"    {window[0].t:5.0f}-{window[-1].t:5.0f} s  vigil {window[-1].vigil_mb:6.0f} "
                   f"({fmt(None if v5 is None else v5 * 5)})  broker {window[-1].broker_mb:6.0f} "
-                  f"({fmt(None if b5 is None else b5 * 5)})")
+                  f"({fmt(None if b5 is None else b5 * 5)})  CPU vigil "
+                  f"{statistics.fmean(s.vigil_cpu for s in window):.0%} broker "
+                  f"{statistics.fmean(s.broker_cpu for s in window):.0%}")
+        last = [s for window in cut[-2:] for s in window]
+        v_last = slope_mb_per_min(last, "vigil_mb")
+        print(f"  leak check, the last {len(cut[-2:]) * 5} min: vigil "
+              f"{fmt(None if v_last is None else v_last * 5)} MB per 5 min "
+              f"({last[0].vigil_mb:.0f} -> {last[-1].vigil_mb:.0f} MB)" if last else
+              "  leak check: no full 5-minute window")
     print(f"vigil logs ({', '.join(str(w.log_path) for w in fleet.workers)}): "
           f"{dict(log_counts) or 'no warnings or errors'}")
     for line in log_lines:
@@ -992,6 +1088,10 @@ def main() -> None:
                         help="latency over time: bucket width (s) of the sustained phase")
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--baseline-events", type=int, default=20_000)
+    parser.add_argument("--small-caps", action="store_true",
+                        help="lower Vigil's memory bounds (SMALL_CAPS_ENV, SMALL_CAPS_POLICY) and "
+                             "the forum's threads and authors (SMALL_CAPS_FORUM) so that a "
+                             "30-minute run at ≈ 10 events/s fills them: the leak check")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     args = parser.parse_args()
     if args.rate != "auto":

@@ -142,6 +142,11 @@ class Settings(BaseSettings):
     decide_deadline_ms: int = Field(
         default=5000, ge=10, description="How long decide waits for required detectors"
     )
+    decide_memory: int = Field(
+        default=200_000, ge=1,
+        description="Decided contents remembered per decide worker (half as many decisions "
+                    "for reviews); the oldest are forgotten first",
+    )
     burst_checkpoint_seconds: float = Field(
         default=3600.0, ge=0,
         description="How often burst checkpoints each partition's detector state (0: never)",

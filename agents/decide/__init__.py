@@ -86,7 +86,8 @@ def register(ctx: AgentContext) -> None:
     store = PolicyStore(policy_path, on_reload=on_reload)
     on_reload("ok", store.policy)
     book = MitigationBook(store)
-    decider = Decider(ctx.settings.decide_deadline_ms / 1000, store, book)
+    decider = Decider(ctx.settings.decide_deadline_ms / 1000, store, book,
+                      memory=ctx.settings.decide_memory)
     batch_seconds = metrics.agent_batch_seconds.labels(NAME)
     alerts_sent, takedowns_sent = _Children(metrics.alerts), _Children(metrics.takedowns)
     verdicts_sent, shadow_hits = _Children(metrics.verdicts), _Children(metrics.shadow_hits)

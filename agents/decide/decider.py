@@ -35,9 +35,7 @@ from agents.policy import (
 )
 from streams.events import AlertData, ReviewData, SignalData, TakedownData, Target, VerdictData
 
-_DECIDED_MEMORY = 200_000  # contents remembered after their decision (≈ 20 MB)
-_RECORD_MEMORY = 100_000  # decisions remembered for reviews
-_BOARD_MEMORY = 50_000  # thread → board, learnt from posts, for images that carry no board
+DECIDED_MEMORY = 200_000  # default: contents remembered after their decision (≈ 20 MB)
 
 
 @dataclass
@@ -110,13 +108,20 @@ class Decider:
     """The join state and the steps that turn it into decisions (no I/O: tested directly).
 
     `policy` is the policy in force, or a callable returning it (hot reload); `mitigations`
-    the time-boxed mitigations known to this worker.
+    the time-boxed mitigations known to this worker. `memory` bounds what is kept after a
+    decision (`VIGIL_DECIDE_MEMORY`): that many decided contents (late signals for them open no
+    second decision), half as many decisions (and review outcomes) for reviews, a quarter as
+    many thread → board entries; the oldest go first.
     """
 
     def __init__(self, deadline_s: float,
                  policy: Policy | Callable[[], Policy] | None = None,
-                 mitigations: MitigationBook | None = None) -> None:
+                 mitigations: MitigationBook | None = None,
+                 memory: int = DECIDED_MEMORY) -> None:
         self.deadline_s = deadline_s
+        self.decided_memory = memory
+        self.record_memory = max(memory // 2, 1)
+        self.board_memory = max(memory // 4, 1)
         if policy is None:
             policy = load_default_policy()
         self.policy: Callable[[], Policy] = policy if callable(policy) else (lambda: policy)
@@ -149,7 +154,7 @@ class Decider:
         entry.signals[signal.detector] = signal
         board = signal.evidence.get("board") if signal.detector == "intake" else None
         if board and signal.thread_id and signal.content_type == "post":
-            _remember(self.boards, signal.thread_id, board, _BOARD_MEMORY)
+            _remember(self.boards, signal.thread_id, board, self.board_memory)
         return entry
 
     def try_decide(self, entry: Pending, now: float, at: datetime | None = None, *,
@@ -177,9 +182,9 @@ class Decider:
             decision = self._mitigated(entry, decision, event_time, at)
             key = f"{entry.content_type}:{entry.content_id}"
             self.pending.pop(key, None)
-            _remember(self.decided, key, decision.decision_id, _DECIDED_MEMORY)
+            _remember(self.decided, key, decision.decision_id, self.decided_memory)
             _remember(self.records, decision.decision_id,
-                      Record(decision, entry.target(), event_time), _RECORD_MEMORY)
+                      Record(decision, entry.target(), event_time), self.record_memory)
         return decision
 
     def _mitigated(self, entry: Pending, decision: Decision, event_time: datetime | None,
@@ -234,7 +239,7 @@ class Decider:
         record = self.records.get(review.decision_id)
         if record is None and review.outcome != "escalate":
             return "unknown_decision", None, None
-        _remember(self.reviewed, key, review.outcome, _RECORD_MEMORY)
+        _remember(self.reviewed, key, review.outcome, self.record_memory)
         decision = record.decision if record else None
         effect = review_effect(
             self.policy(), review,
@@ -250,7 +255,7 @@ class Decider:
                 effect.decision.decision_id)
             _remember(self.records, effect.decision.decision_id,
                       Record(effect.decision, record.target, record.event_time,
-                             final=effect.final), _RECORD_MEMORY)
+                             final=effect.final), self.record_memory)
         return "applied", effect, record
 
     # -- rebuilt after a restart from the output topics (agents.decide.follower)
@@ -261,7 +266,7 @@ class Decider:
         key = f"{verdict.content_type}:{verdict.content_id}"
         previous = self.decided.get(key)
         if previous is None:
-            _remember(self.decided, key, verdict.decision_id, _DECIDED_MEMORY)
+            _remember(self.decided, key, verdict.decision_id, self.decided_memory)
         elif previous != verdict.decision_id and any(r.detector == "review"
                                                      for r in verdict.reasons):
             self._learn_review(key, previous, verdict.decision_id)
@@ -273,7 +278,7 @@ class Decider:
         target = Target(type=verdict.content_type, id=verdict.content_id,
                         post_id=verdict.post_id, thread_id=verdict.thread_id)
         _remember(self.records, verdict.decision_id, Record(decision, target, None),
-                  _RECORD_MEMORY)
+                  self.record_memory)
 
     def _learn_review(self, key: str, previous: str, decision_id: str) -> None:
         """A review's decision read back: mark the review of `previous` (the content's decision
@@ -281,7 +286,7 @@ class Decider:
         new decision the content's current one, as `review` does live."""
         for outcome in ("restore", "confirm"):
             if review_decision_id(previous, outcome) == decision_id:
-                _remember(self.reviewed, f"{previous}/{outcome}", outcome, _RECORD_MEMORY)
+                _remember(self.reviewed, f"{previous}/{outcome}", outcome, self.record_memory)
                 self.decided[key] = decision_id
                 return
 
@@ -296,7 +301,7 @@ class Decider:
         decision = replace(base, action=takedown.action, severity=takedown.severity,
                            reasons=tuple(takedown.reasons))
         _remember(self.records, takedown.decision_id,
-                  Record(decision, takedown.target, None), _RECORD_MEMORY)
+                  Record(decision, takedown.target, None), self.record_memory)
 
     def remember_alert(self, alert: AlertData) -> None:
         """One of decide's own alerts read back: a review resolves it. An escalation, or an
@@ -306,7 +311,7 @@ class Decider:
                    else alert.evidence.get("resolved_by")
                    if alert.evidence.get("resolved") is True else None)
         if outcome in ("escalate", "confirm", "restore"):
-            _remember(self.reviewed, f"{about}/{outcome}", str(outcome), _RECORD_MEMORY)
+            _remember(self.reviewed, f"{about}/{outcome}", str(outcome), self.record_memory)
         record = self.records.get(about)
         if record is None or not alert.dedup_key:
             return

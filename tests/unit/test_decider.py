@@ -334,3 +334,17 @@ def test_decision_outputs_have_deterministic_ids_and_shadow_signals() -> None:
     assert shadow[0].detector == "shadow:pdq_near_match"
     assert shadow[0].evidence["would_action"] == "hold_for_review"
     assert shadow[0].detector_version == POLICY.version
+
+
+def test_memory_bounds_what_is_kept_after_decisions() -> None:
+    """`VIGIL_DECIDE_MEMORY`: the newest `memory` decided contents and half as many decision
+    records are kept, whatever the number of decisions; a forgotten content is decided again."""
+    decider = Decider(DEADLINE, memory=4)
+    for n in range(10):
+        entry = decider.add(signal("intake", content_type="post", content_id=f"p{n}"), now=n)
+        assert entry is not None
+        assert decider.try_decide(entry, now=n) is not None  # posts require nothing here
+    assert list(decider.decided) == [f"post:p{n}" for n in range(6, 10)]
+    assert len(decider.records) == 2
+    assert decider.add(signal("intake", content_type="post", content_id="p9"), now=11) is None
+    assert decider.add(signal("intake", content_type="post", content_id="p0"), now=11) is not None
