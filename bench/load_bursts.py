@@ -54,7 +54,8 @@ _SPECS = {POSTS.full_name(""): POSTS, REPORTS.full_name(""): REPORTS}
 
 def messages(rate: float, seconds: float, paced: bool, members: bool) -> list[Message]:
     """The posts and reports `bench.load` sends in `seconds` at `rate` events/s, in order."""
-    traffic = Traffic(producer=None, prefix="")  # type: ignore[arg-type] - build never sends
+    traffic = Traffic(producer=None, prefix="",  # type: ignore[arg-type] - build never sends
+                      forum_like=False)  # the bytes session 3's run sent; stamped below
     created = (BENCH_TIME - timedelta(days=365)).isoformat()
     out = []
     for n in range(int(rate * seconds)):
