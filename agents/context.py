@@ -161,10 +161,11 @@ class Outbox:
     `add` only collects (no I/O, no await). `flush` (or leaving `async with`) hands the records
     to faust's aiokafka producer as one record batch per topic-partition (`agents.batches`: a
     future per batch, not per record; a few large produce requests) and returns once *every*
-    record is delivered (acks from the broker). Records whose delivery fails with a retriable error (broker down,
-    leader moving, request timeout) are sent again with back-off until they are delivered, so an
-    agent that flushes before it takes its next batch never lets faust commit the offset of an
-    input whose outputs are not on the broker: at-least-once, without per-record awaits.
+    record is delivered (acks from the broker). Records whose delivery fails with a retriable
+    error (broker down, leader moving, request timeout) are sent again with back-off until
+    they are delivered, so an agent that flushes before it takes its next batch never lets
+    faust commit the offset of an input whose outputs are not on the broker: at-least-once,
+    without per-record awaits.
 
     faust's `Topic.send` machinery (futures, callbacks, sensors per record) and aiokafka's
     per-record `send` are bypassed; the `faust_topic_messages_sent_total` and send-latency

@@ -20,8 +20,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.burst_wire import Message, sentinels_seen
-from bench.decide import cpu_seconds, load_average, worker_env
-from bench.passthrough import load_embedded_broker
+from bench.decide import load_average, worker_env
+from bench.passthrough import cpu_seconds, load_embedded_broker
 from streams.codec import decode
 from streams.events import AlertData
 from streams.topics import ALERTS

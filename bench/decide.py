@@ -47,10 +47,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.passthrough import (
-    cpu_seconds,
     BIG_PRODUCER_BATCH,
     CASES_BY_NAME,
     REPO_ROOT,
+    cpu_seconds,
     load_embedded_broker,
     run_case,
 )

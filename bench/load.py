@@ -104,8 +104,8 @@ from PIL import Image, ImageDraw
 
 import agents.policy
 
-from bench.decide import cpu_seconds, load_average, pct, round_trip, worker_env
-from bench.passthrough import CASES_BY_NAME, load_embedded_broker, run_case
+from bench.decide import load_average, pct, round_trip, worker_env
+from bench.passthrough import CASES_BY_NAME, cpu_seconds, load_embedded_broker, run_case
 from streams.topics import ALERTS, DEADLETTER, IMAGES, POSTS, REPORTS, VERDICTS
 from tests.integration.helpers import Worker, cloud_event, start_vigil, wait_ready
 from vigil.broker import ensure_topics, free_port

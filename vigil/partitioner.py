@@ -50,6 +50,6 @@ class Murmur2Partitioner:
 
     def __call__(self, key: bytes | None, all_partitions: Sequence[int],
                  available: Sequence[int]) -> int:
-        if key is None:
-            return random.choice(available or all_partitions)  # noqa: S311 - spreading, not security
+        if key is None:  # spreading records, not a secret: the stdlib generator is right
+            return random.choice(available or all_partitions)  # noqa: S311
         return all_partitions[(murmur2(key) & 0x7FFFFFFF) % len(all_partitions)]
