@@ -149,17 +149,20 @@ class ConsumeLoop:
 
     `on_revoked(partitions)` is called (after the commit) when a rebalance takes partitions
     away: the handler drops their state; it must not release holds of those partitions later
-    (releases of unknown holds are ignored anyway).
+    (releases of unknown holds are ignored anyway). `on_assigned(partitions)` is called with
+    the new assignment when a rebalance ends (a handler that keeps state across a revoke
+    drops what did not come back).
     """
 
     def __init__(self, *, name: str, group: str, topics: Sequence[str], settings: LoopSettings,
                  handle: Handler, metrics: Any,
                  on_revoked: Callable[[set[TopicPartition]], None] | None = None,
+                 on_assigned: Callable[[set[TopicPartition]], None] | None = None,
                  commit_every: float = 1.0) -> None:
         self.name, self.group, self.topics = name, group, list(topics)
         self.settings = settings
         self.handle = handle
-        self.on_revoked = on_revoked
+        self.on_revoked, self.on_assigned = on_revoked, on_assigned
         self.commit_every = commit_every
         self.offsets = Offsets()
         self._faust = metrics  # faust's sensor metrics (FaustMetrics)
@@ -310,6 +313,8 @@ class _Listener(ConsumerRebalanceListener):
         await self._loop._revoked(set(revoked))  # noqa: SLF001 - the loop's own listener
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        if self._loop.on_assigned is not None:
+            self._loop.on_assigned(set(assigned))
         self._loop.assigned.set()
 
 

@@ -126,14 +126,16 @@ class AgentContext:
         return await queue_batches(producer._ensure_producer(), records)  # noqa: SLF001
 
     def consume(self, name: str, specs: Sequence[TopicSpec], handle: Handler, *,
-                on_revoked: Callable[[set[Any]], None] | None = None) -> ConsumeLoop:
+                on_revoked: Callable[[set[Any]], None] | None = None,
+                on_assigned: Callable[[set[Any]], None] | None = None) -> ConsumeLoop:
         """A plain aiokafka consume loop over `specs` (agents/consumer.py: the hot agents'
         transport), run by the faust app as a task, in group `<app id>.<name>`."""
         settings: LoopSettings = self.settings  # type: ignore[assignment]  # the composition's
         loop = ConsumeLoop(
             name=name, group=f"{self.app.conf.id}.{name}",
             topics=[self.topic_name(spec) for spec in specs], settings=settings,
-            handle=handle, metrics=self.metrics.faust_metrics(), on_revoked=on_revoked)
+            handle=handle, metrics=self.metrics.faust_metrics(), on_revoked=on_revoked,
+            on_assigned=on_assigned)
 
         async def run() -> None:
             await loop.run()
