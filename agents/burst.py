@@ -463,8 +463,10 @@ def register(ctx: AgentContext) -> None:
         for topic, detection in detections.items():
             detection.keep_only({tp.partition for tp in assigned if tp.topic == topic})
 
+    # Nobody holds a post for burst's alerts: in a process shared with the verdict path it
+    # polls after that path has caught up (`agents.consumer.Backlog`), 100 records at a time.
     ctx.consume(NAME, (REPORTS, POSTS, BY_BOARD, SIGNALS, PDQ_HASHES, REVIEWS), detect_bursts,
-                on_assigned=on_assigned)
+                on_assigned=on_assigned, background=True)
 
     async def count_state() -> None:
         """`vigil_burst_state_keys`, on a timer rather than per batch: see `_STATE_GAUGE_S`."""
