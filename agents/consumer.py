@@ -24,8 +24,10 @@ A loop on the verdict path (intake, classify's posts, decide: `Backlog.report`) 
 poll whether input is still waiting for it; a background loop (burst's detectors, whose alerts
 nobody holds a post for) waits before each poll until none is behind, at most `MAX_DEFER_S`,
 and polls at most `BACKGROUND_RECORDS` at a time, so its synchronous stretches stay short. A
-burst of input is answered first and detected right after; in a process without verdict-path
-loops (`vigil worker --agents burst`) nothing ever waits.
+burst of input is answered first and detected right after. Under sustained overload (a wait
+ran out) the background loop then polls freely for as long again: it is slowed, never starved
+(a raid is itself a burst of posts). In a process without verdict-path loops (`vigil worker
+--agents burst`) nothing ever waits.
 
 Each loop has its own consumer group, `<faust app id>.<loop name>`: workers running the same
 roles share partitions, as faust's agents do. Consumer lag is published on faust's own gauges
@@ -232,6 +234,7 @@ class ConsumeLoop:
         self.max_records = (min(settings.batch_size, BACKGROUND_RECORDS) if yields_to is not None
                             else settings.batch_size)
         self.deferred_s = 0.0  # total seconds this (background) loop waited for the verdict path
+        self._free_until = 0.0  # after a wait ran out: poll without waiting until then
         self.offsets = Offsets()
         self._faust = metrics  # faust's sensor metrics (FaustMetrics)
         self._consumer: AIOKafkaConsumer | None = None
@@ -284,8 +287,11 @@ class ConsumeLoop:
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         within_ms = max(1, int(self.settings.batch_within * 1000))
         while True:
-            if self.yields_to is not None:
-                self.deferred_s += await self.yields_to.wait()
+            if self.yields_to is not None and time.monotonic() >= self._free_until:
+                waited = await self.yields_to.wait()
+                self.deferred_s += waited
+                if waited >= self.yields_to.max_defer:  # overload: take turns with the path
+                    self._free_until = time.monotonic() + self.yields_to.max_defer
             polled = await consumer.getmany(timeout_ms=within_ms, max_records=self.max_records)
             records = [r for rs in polled.values() for r in rs]
             if self.reports_to is not None:

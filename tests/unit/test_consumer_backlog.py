@@ -124,6 +124,27 @@ async def test_a_background_loop_polls_only_once_the_verdict_path_caught_up() ->
         task.cancel()
 
 
+async def test_under_sustained_overload_a_background_loop_takes_turns_not_starves() -> None:
+    backlog = Backlog(max_defer=0.1)
+    backlog.report("intake", True)  # and it never catches up
+    handled: list[int] = []
+    background = loop(handled, yields_to=backlog)
+    consumer = FakeConsumer([{TP: records(i)} for i in range(1000)], end=10_000)
+    task = asyncio.create_task(background._consume(consumer))  # type: ignore[arg-type]
+    try:
+        await asyncio.sleep(0.05)
+        assert handled == []  # still deferred
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if len(handled) > 5:
+                break
+        # the wait ran out: polls follow each other without a wait, not one per max_defer
+        assert len(handled) > 5
+        assert background.deferred_s < 0.2
+    finally:
+        task.cancel()
+
+
 async def test_a_verdict_path_loop_reports_its_backlog_after_each_poll() -> None:
     backlog = Backlog()
     seen: list[tuple[list[int], frozenset[str]]] = []  # each batch, and the backlog meanwhile
