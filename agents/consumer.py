@@ -224,7 +224,7 @@ class ConsumeLoop:
                  on_revoked: Callable[[set[TopicPartition]], None] | None = None,
                  on_assigned: Callable[[set[TopicPartition]], None] | None = None,
                  commit_every: float = 1.0, reports_to: Backlog | None = None,
-                 yields_to: Backlog | None = None) -> None:
+                 yields_to: Backlog | None = None, deferred: Any = None) -> None:
         self.name, self.group, self.topics = name, group, list(topics)
         self.settings = settings
         self.handle = handle
@@ -234,6 +234,7 @@ class ConsumeLoop:
         self.max_records = (min(settings.batch_size, BACKGROUND_RECORDS) if yields_to is not None
                             else settings.batch_size)
         self.deferred_s = 0.0  # total seconds this (background) loop waited for the verdict path
+        self._deferred = deferred  # its counter (`vigil_deferred_seconds_total{loop}`), if any
         self._free_until = 0.0  # after a wait ran out: poll without waiting until then
         self.offsets = Offsets()
         self._faust = metrics  # faust's sensor metrics (FaustMetrics)
@@ -290,6 +291,8 @@ class ConsumeLoop:
             if self.yields_to is not None and time.monotonic() >= self._free_until:
                 waited = await self.yields_to.wait()
                 self.deferred_s += waited
+                if waited and self._deferred is not None:
+                    self._deferred.inc(waited)
                 if waited >= self.yields_to.max_defer:  # overload: take turns with the path
                     self._free_until = time.monotonic() + self.yields_to.max_defer
             polled = await consumer.getmany(timeout_ms=within_ms, max_records=self.max_records)

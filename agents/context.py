@@ -142,7 +142,8 @@ class AgentContext:
             topics=[self.topic_name(spec) for spec in specs], settings=settings,
             handle=handle, metrics=self.metrics.faust_metrics(), on_revoked=on_revoked,
             on_assigned=on_assigned, reports_to=self.backlog if verdict_path else None,
-            yields_to=self.backlog if background else None)
+            yields_to=self.backlog if background else None,
+            deferred=self.metrics.deferred_seconds.labels(name) if background else None)
 
         async def run() -> None:
             await loop.run()
