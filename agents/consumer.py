@@ -151,9 +151,11 @@ class Batch:
         return token
 
 
-#: The longest a background loop waits for the verdict path before it polls anyway: detection
-#: is late by at most this much per poll under sustained overload, never starved.
-MAX_DEFER_S = 2.0
+#: The longest a background loop waits for the verdict path before it polls anyway: decide's
+#: default deadline (`VIGIL_DECIDE_DEADLINE_MS`), so a raid's alert trails its posts by no
+#: more than a held post waits for its verdict, and a backlog that drains within the deadline
+#: (a burst of input) is answered before burst reads it.
+MAX_DEFER_S = 5.0
 #: A background loop's poll size: ≈ 10–30 ms of burst's detectors on these cores, the longest
 #: the verdict path waits behind it (a poll of `VIGIL_BATCH_SIZE` = 500 was ≈ 150 ms).
 BACKGROUND_RECORDS = 100
