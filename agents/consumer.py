@@ -156,8 +156,9 @@ class Batch:
 #: more than a held post waits for its verdict, and a backlog that drains within the deadline
 #: (a burst of input) is answered before burst reads it.
 MAX_DEFER_S = 5.0
-#: A background loop's poll size: ≈ 10–30 ms of burst's detectors on these cores, the longest
-#: the verdict path waits behind it (a poll of `VIGIL_BATCH_SIZE` = 500 was ≈ 150 ms).
+#: A background loop's poll size, which bounds how long the verdict path waits behind it: on
+#: these cores ≈ 7 ms of burst's detectors per 100 of the load bench's posts (median, decoding
+#: included; MinHash signatures are computed in a thread), 5× that for a `VIGIL_BATCH_SIZE` poll.
 BACKGROUND_RECORDS = 100
 
 
