@@ -258,7 +258,9 @@ def register(ctx: AgentContext) -> None:
             await asyncio.gather(*(bounded(valid[i:i + sub_batch])
                                    for i in range(0, len(valid), sub_batch)))
 
-        ctx.consume(f"{NAME}.{name}", (spec,), classify_records)
+        # Posts' verdicts wait on this loop's signals; images' inference runs in low-priority
+        # threads, and an image backlog is no reason to hold burst back.
+        ctx.consume(f"{NAME}.{name}", (spec,), classify_records, verdict_path=spec is POSTS)
 
     add_loop(IMAGES, "images", image_model.ref, images.detect_batch,
              settings.classify_batch_size, source, IMAGE_NICE)

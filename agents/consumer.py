@@ -19,6 +19,16 @@ Guarantees, the same as faust's at-least-once:
   partitions go (the listener commits what is committable, then tells the handler which
   partitions it lost so it can drop their state: the new owner rereads the held records).
 
+Verdicts first: every role of `vigil run` shares one event loop, and asyncio has no priorities.
+A loop on the verdict path (intake, classify's posts, decide: `Backlog.report`) says after each
+poll whether input is still waiting for it; a background loop (burst's detectors, whose alerts
+nobody holds a post for) waits before each poll until none is behind, at most `MAX_DEFER_S`,
+and polls at most `BACKGROUND_RECORDS` at a time, so its synchronous stretches stay short. A
+burst of input is answered first and detected right after. Under sustained overload (a wait
+ran out) the background loop then polls freely for as long again: it is slowed, never starved
+(a raid is itself a burst of posts). In a process without verdict-path loops (`vigil worker
+--agents burst`) nothing ever waits.
+
 Each loop has its own consumer group, `<faust app id>.<loop name>`: workers running the same
 roles share partitions, as faust's agents do. Consumer lag is published on faust's own gauges
 (`faust_topic_partition_end_offset`, `faust_topic_partition_offset_commited`), so the
@@ -28,6 +38,7 @@ roles share partitions, as faust's agents do. Consumer lag is published on faust
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import zlib
@@ -140,6 +151,62 @@ class Batch:
         return token
 
 
+#: The longest a background loop waits for the verdict path before it polls anyway: decide's
+#: default deadline (`VIGIL_DECIDE_DEADLINE_MS`), so a raid's alert trails its posts by no
+#: more than a held post waits for its verdict, and a backlog that drains within the deadline
+#: (a burst of input) is answered before burst reads it.
+MAX_DEFER_S = 5.0
+#: A background loop's poll size, which bounds how long the verdict path waits behind it: on
+#: these cores ≈ 7 ms of burst's detectors per 100 of the load bench's posts (median, decoding
+#: included; MinHash signatures are computed in a thread), 5× that for a `VIGIL_BATCH_SIZE` poll.
+BACKGROUND_RECORDS = 100
+
+
+class Backlog:
+    """Which verdict-path loops of this process have input waiting (see the module doc)."""
+
+    def __init__(self, max_defer: float = MAX_DEFER_S) -> None:
+        self.max_defer = max_defer
+        self._behind: set[str] = set()
+        self._clear = asyncio.Event()
+        self._clear.set()
+
+    def report(self, name: str, behind: bool) -> None:
+        """Loop `name` has (or no longer has) input waiting after its last poll."""
+        if behind:
+            self._behind.add(name)
+            self._clear.clear()
+        else:
+            self._behind.discard(name)
+            if not self._behind:
+                self._clear.set()
+
+    @property
+    def behind(self) -> frozenset[str]:
+        return frozenset(self._behind)
+
+    async def wait(self) -> float:
+        """Wait until no verdict-path loop is behind, at most `max_defer`; the seconds waited."""
+        if not self._behind:
+            return 0.0
+        start = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._clear.wait(), self.max_defer)
+        return time.monotonic() - start
+
+
+def behind(polled: dict[TopicPartition, list[Record]], consumer: Any, max_records: int) -> bool:
+    """Whether a poll left input waiting: it was full, or a partition's high watermark (from
+    the fetch that brought its records) is past the last record handed out."""
+    if sum(len(rs) for rs in polled.values()) >= max_records:
+        return True
+    for tp, rs in polled.items():
+        end = consumer.highwater(tp)
+        if rs and end is not None and end > rs[-1].offset + 1:
+            return True
+    return False
+
+
 Handler = Callable[[Batch], Awaitable[None]]
 """Processes one batch and returns once its outputs are delivered (it flushes its Outbox)."""
 
@@ -149,18 +216,29 @@ class ConsumeLoop:
 
     `on_revoked(partitions)` is called (after the commit) when a rebalance takes partitions
     away: the handler drops their state; it must not release holds of those partitions later
-    (releases of unknown holds are ignored anyway).
+    (releases of unknown holds are ignored anyway). `on_assigned(partitions)` is called with
+    the new assignment when a rebalance ends (a handler that keeps state across a revoke
+    drops what did not come back). With `reports_to` the loop is on the verdict path and
+    reports its backlog there; with `yields_to` it is a background loop that waits for it.
     """
 
     def __init__(self, *, name: str, group: str, topics: Sequence[str], settings: LoopSettings,
                  handle: Handler, metrics: Any,
                  on_revoked: Callable[[set[TopicPartition]], None] | None = None,
-                 commit_every: float = 1.0) -> None:
+                 on_assigned: Callable[[set[TopicPartition]], None] | None = None,
+                 commit_every: float = 1.0, reports_to: Backlog | None = None,
+                 yields_to: Backlog | None = None, deferred: Any = None) -> None:
         self.name, self.group, self.topics = name, group, list(topics)
         self.settings = settings
         self.handle = handle
-        self.on_revoked = on_revoked
+        self.on_revoked, self.on_assigned = on_revoked, on_assigned
         self.commit_every = commit_every
+        self.reports_to, self.yields_to = reports_to, yields_to
+        self.max_records = (min(settings.batch_size, BACKGROUND_RECORDS) if yields_to is not None
+                            else settings.batch_size)
+        self.deferred_s = 0.0  # total seconds this (background) loop waited for the verdict path
+        self._deferred = deferred  # its counter (`vigil_deferred_seconds_total{loop}`), if any
+        self._free_until = 0.0  # after a wait ran out: poll without waiting until then
         self.offsets = Offsets()
         self._faust = metrics  # faust's sensor metrics (FaustMetrics)
         self._consumer: AIOKafkaConsumer | None = None
@@ -190,6 +268,8 @@ class ConsumeLoop:
                 await asyncio.sleep(2)
             finally:
                 self._consumer = None
+                if self.reports_to is not None:
+                    self.reports_to.report(self.name, False)
                 await _quietly(consumer.stop())
                 # Whatever this consumer held is redelivered to whoever gets it next.
                 await self._revoked(set(self.offsets.partitions()))
@@ -211,9 +291,17 @@ class ConsumeLoop:
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         within_ms = max(1, int(self.settings.batch_within * 1000))
         while True:
-            polled = await consumer.getmany(timeout_ms=within_ms,
-                                            max_records=self.settings.batch_size)
+            if self.yields_to is not None and time.monotonic() >= self._free_until:
+                waited = await self.yields_to.wait()
+                self.deferred_s += waited
+                if waited and self._deferred is not None:
+                    self._deferred.inc(waited)
+                if waited >= self.yields_to.max_defer:  # overload: take turns with the path
+                    self._free_until = time.monotonic() + self.yields_to.max_defer
+            polled = await consumer.getmany(timeout_ms=within_ms, max_records=self.max_records)
             records = [r for rs in polled.values() for r in rs]
+            if self.reports_to is not None:
+                self.reports_to.report(self.name, behind(polled, consumer, self.max_records))
             if records:
                 self._count(polled, consumer)
                 await self.handle(Batch(records, self.offsets))
@@ -310,6 +398,8 @@ class _Listener(ConsumerRebalanceListener):
         await self._loop._revoked(set(revoked))  # noqa: SLF001 - the loop's own listener
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        if self._loop.on_assigned is not None:
+            self._loop.on_assigned(set(assigned))
         self._loop.assigned.set()
 
 

@@ -21,7 +21,7 @@ from faust.types import EventT
 
 from agents.batches import Queued, Record, retriable
 from agents.batches import queue as queue_batches
-from agents.consumer import ConsumeLoop, Handler, LoopSettings
+from agents.consumer import Backlog, ConsumeLoop, Handler, LoopSettings
 from agents.metrics import Metrics
 from streams.codec import DecodeError, decode
 from streams.events import CloudEvent
@@ -61,6 +61,8 @@ class AgentContext:
     checkpoint_key: bytes | None = None  # only roles in `agents.CHECKPOINT_ROLES` get one
     #: The plain consume loops registered by `consume` (readiness asks each if it joined).
     loops: list[ConsumeLoop] = field(default_factory=list)
+    #: The verdict path's backlog in this process, which background loops yield to.
+    backlog: Backlog = field(default_factory=Backlog)
     _topics: dict[str, faust.TopicT] = field(default_factory=dict)
     _names: dict[str, str] = field(default_factory=dict)  # spec name → full name
     _sent_children: dict[str, Any] = field(default_factory=dict)  # topic → metric child
@@ -126,14 +128,22 @@ class AgentContext:
         return await queue_batches(producer._ensure_producer(), records)  # noqa: SLF001
 
     def consume(self, name: str, specs: Sequence[TopicSpec], handle: Handler, *,
-                on_revoked: Callable[[set[Any]], None] | None = None) -> ConsumeLoop:
+                on_revoked: Callable[[set[Any]], None] | None = None,
+                on_assigned: Callable[[set[Any]], None] | None = None,
+                verdict_path: bool = False, background: bool = False) -> ConsumeLoop:
         """A plain aiokafka consume loop over `specs` (agents/consumer.py: the hot agents'
-        transport), run by the faust app as a task, in group `<app id>.<name>`."""
+        transport), run by the faust app as a task, in group `<app id>.<name>`.
+
+        `verdict_path`: a verdict waits on this loop (it reports its backlog); `background`:
+        nothing waits on it, so it yields to those loops (`agents.consumer.Backlog`)."""
         settings: LoopSettings = self.settings  # type: ignore[assignment]  # the composition's
         loop = ConsumeLoop(
             name=name, group=f"{self.app.conf.id}.{name}",
             topics=[self.topic_name(spec) for spec in specs], settings=settings,
-            handle=handle, metrics=self.metrics.faust_metrics(), on_revoked=on_revoked)
+            handle=handle, metrics=self.metrics.faust_metrics(), on_revoked=on_revoked,
+            on_assigned=on_assigned, reports_to=self.backlog if verdict_path else None,
+            yields_to=self.backlog if background else None,
+            deferred=self.metrics.deferred_seconds.labels(name) if background else None)
 
         async def run() -> None:
             await loop.run()

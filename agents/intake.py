@@ -111,4 +111,4 @@ def register(ctx: AgentContext) -> None:
                             event_id=f"sig-intake-{signal.content_type}-{signal.content_id}",
                         ))
 
-    ctx.consume(NAME, INPUT_TOPICS, admit_events)
+    ctx.consume(NAME, INPUT_TOPICS, admit_events, verdict_path=True)

@@ -85,6 +85,13 @@ class Metrics:
         self.alerts = Counter(
             "vigil_alerts_total", "Alerts emitted", ["kind", "severity"], registry=r
         )
+        self.deferred_seconds = Counter(
+            "vigil_deferred_seconds_total",
+            "Seconds a background consume loop (burst) waited for the verdict path of its "
+            "process to catch up before polling",
+            ["loop"],
+            registry=r,
+        )
         self.burst_state_keys = Gauge(
             "vigil_burst_state_keys",
             "Keys and window entries held by the burst detectors, per agent (bounded by windows)",

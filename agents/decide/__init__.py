@@ -180,7 +180,8 @@ def register(ctx: AgentContext) -> None:
                      "new owner", dropped, len(partitions))
         metrics.decide_pending.set(len(decider.pending))
 
-    loop = ctx.consume(f"{NAME}.verdicts", (SIGNALS,), decide_verdicts, on_revoked=on_revoked)
+    loop = ctx.consume(f"{NAME}.verdicts", (SIGNALS,), decide_verdicts, on_revoked=on_revoked,
+                       verdict_path=True)
 
     async def apply_reviews(stream: Any) -> None:
         async for events in stream.take_events(ctx.settings.batch_size, ctx.settings.batch_within):

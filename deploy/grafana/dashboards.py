@@ -200,6 +200,11 @@ CAPACITY = Dashboard(
         Panel("Burst detector state", "Keys and window entries the burst detectors hold "
               "(memory; bounded by their windows).",
               (q("sum by (agent) (vigil_burst_state_keys)", "{{agent}}"),)),
+        Panel("Burst deferred behind verdicts", "Seconds per second burst waited for the "
+              "verdict path of its process to catch up (1 = waiting all the time: its alerts "
+              "lag; give burst its own worker).",
+              (q(f"sum by (loop) (rate(vigil_deferred_seconds_total[{RATE}]))", "{{loop}}"),),
+              unit="s"),
         Panel("Image hash p99", "Decode + hash + bank lookup of one image.",
               (q(quantile(0.99, "vigil_image_hash_seconds"), "p99"),), unit="s"),
         Panel("Producer send latency p99 (faust)", "Is the broker slow to acknowledge?",

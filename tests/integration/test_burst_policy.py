@@ -83,8 +83,8 @@ async def test_policy_thresholds_reviews_and_reload(broker: EmbeddedBroker,
         crew = [f"crew{i}" for i in range(4)]
         await produce(broker.bootstrap, reports, [report(f"p-old{n}", who, 1, n)
                                                   for n in range(2) for who in crew])
-        # reports and reviews are two agents: the reviews go in once the reports are counted
-        # (3 targets and their 3 + 4 + 4 votes)
+        # reports and reviews are two topics (no order between them): the reviews go in once
+        # the reports are counted (3 targets and their 3 + 4 + 4 votes)
         await metric(worker, r'vigil_burst_state_keys\{agent="detect_report_surges"\}', 14)
         await produce(broker.bootstrap, topic(worker, REVIEWS),
                       [review(f"p-old{n}", "restore") for n in range(2)])

@@ -120,7 +120,7 @@ def test_kill_9_mid_raid_keeps_one_incident_and_the_learnt_baseline(
             return any(e["data"]["alert_id"].endswith("-u1") for e in events)
 
         before = asyncio.run(collect(bootstrap, alerts_topic, opened_and_updated))
-        asyncio.run(committed_past(bootstrap, f"{worker.prefix}vigil-burst", posts_topic,
+        asyncio.run(committed_past(bootstrap, f"{worker.prefix}vigil-burst.burst", posts_topic,
                                    len(history) + 10))
         worker.proc.send_signal(signal.SIGKILL)  # mid-raid: the incident is open
         worker.proc.wait(10)
@@ -169,7 +169,7 @@ def test_a_rebalance_hands_the_raid_over_with_its_state(
         before = asyncio.run(collect(
             bootstrap, alerts_topic,
             lambda events: any(e["data"]["alert_id"].endswith("-u1") for e in events)))
-        asyncio.run(committed_past(bootstrap, f"{first.prefix}vigil-burst", posts_topic,
+        asyncio.run(committed_past(bootstrap, f"{first.prefix}vigil-burst.burst", posts_topic,
                                    len(history) + 10, partitions=2))
         with running(["worker", "--agents", "burst"], env, tmp_path / "b") as second:
             first.stop()  # A leaves: B holds every partition
