@@ -30,6 +30,7 @@ from streams.topics import ALL_TOPICS, BY_NAME
 from vigil import __version__
 from vigil.app import ConfigError, build_app, dev_key, parse_agents
 from vigil.broker import BrokerError, EmbeddedBroker, ensure_topics
+from vigil.gc_tuning import tune_gc
 from vigil.settings import Settings, load_settings
 
 log = logging.getLogger("vigil")
@@ -118,6 +119,7 @@ def _serve(settings: Settings, agents: list[str], *, demo: bool = False,
         app, web_service, loglevel=settings.log_level, quiet=True, redirect_stdouts=False
     )
     worker.spinner = None  # its terminal escapes mangle the demo's printout and log files
+    tune_gc()  # everything built so far lives as long as the process (vigil/gc_tuning.py)
     try:
         worker.execute_from_commandline()
     finally:
