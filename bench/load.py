@@ -624,6 +624,28 @@ async def settle(traffic: Traffic, collector: Collector, state: State, deadline_
     return time.monotonic() - started
 
 
+#: "Idle" for a capacity probe: Vigil's CPU over one second below this share of a core.
+IDLE_CPU = 0.25
+
+
+async def quiesce(cpu: Callable[[], float], timeout: float = 90.0) -> tuple[float, float]:
+    """Wait until Vigil is idle (`IDLE_CPU`); return (seconds waited, last share of a core).
+
+    The canaries of `settle` answer once the verdict path has caught up, but a probe before
+    has left work that nobody waits on: images past their deadline still being classified
+    (nice +10 threads), burst reading what it deferred (docs/burst.md, "Verdicts first"). A
+    capacity probe starts from an idle pipeline, as the baseline starts from an idle broker."""
+    started = time.monotonic()
+    share = float("nan")
+    while time.monotonic() - started < timeout:
+        before = cpu()
+        await asyncio.sleep(1.0)
+        share = cpu() - before
+        if share < IDLE_CPU:
+            break
+    return time.monotonic() - started, share
+
+
 @dataclass
 class Probe:
     events: int
@@ -862,6 +884,9 @@ async def main_async(args: argparse.Namespace) -> None:
         posts_cap: Probe | None = None
         if not args.no_probe and args.probes != "mixed":  # posts only, on a settled pipeline
             await settle(traffic, collector, state, deadline_s)
+            idle_s, share = await quiesce(fleet.cpu)
+            print(f"  [quiesce] vigil idle ({share:.0%} of a core) after {idle_s:.1f} s",
+                  flush=True)
             traffic.mix = POSTS_ONLY
             # Sized from the mixed probe's post rate (≈ 4 s of posts): a 500-post first burst
             # drains in one or two batches, and its rate overstates the capacity many times.
