@@ -152,9 +152,8 @@ class Batch:
 
 
 #: The longest a background loop waits for the verdict path before it polls anyway: decide's
-#: default deadline (`VIGIL_DECIDE_DEADLINE_MS`), so a raid's alert trails its posts by no
-#: more than a held post waits for its verdict, and a backlog that drains within the deadline
-#: (a burst of input) is answered before burst reads it.
+#: default deadline (`VIGIL_DECIDE_DEADLINE_MS`), so a backlog that drains within the time a
+#: post may wait for its verdict (a burst of input) is answered before burst reads it.
 MAX_DEFER_S = 5.0
 #: A background loop's poll size, which bounds how long the verdict path waits behind it: on
 #: these cores ≈ 7 ms of burst's detectors per 100 of the load bench's posts (median, decoding
